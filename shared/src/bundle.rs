@@ -1,0 +1,205 @@
+//! A model ready to explain texts: weights, config and tokenizer together, loaded from a
+//! directory (natively) or from bytes (in the browser).
+//!
+//! An Astrid model directory is a Hugging Face directory (`config.json`,
+//! `model.safetensors`, `tokenizer.json`) plus `astrid.json` with what Astrid knows about it.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{LoadReport, load_safetensors_bytes, to_safetensors_bytes};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::explain::{ExplainInput, ExplainOptions, Explanation, explain};
+use crate::model::EncoderClassifier;
+use crate::tokenize::{TextTokenizer, TokenizedText};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const META_FILE: &str = "astrid.json";
+
+/// What Astrid records about a model beyond its Hugging Face files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// The preset or role name (e.g. `teacher_bert`).
+    pub name: String,
+    /// Class names, in class-index order.
+    pub labels: Vec<String>,
+    /// The maximum sequence length the model was trained with.
+    pub max_length: usize,
+}
+
+/// A loaded model with its tokenizer, in validation mode (dropout off).
+pub struct LoadedModel {
+    pub model: EncoderClassifier,
+    pub tokenizer: TextTokenizer,
+    pub meta: ModelMeta,
+    pub report: LoadReport,
+}
+
+/// A text's tokens and the explanation of the model's output for it.
+#[derive(Debug, Clone)]
+pub struct TextExplanation {
+    pub tokenized: TokenizedText,
+    pub explanation: Explanation,
+}
+
+/// The raw files of a model, however they were obtained.
+pub struct ModelFiles {
+    pub config_json: String,
+    pub weights: Vec<u8>,
+    pub tokenizer_json: Vec<u8>,
+    pub meta_json: Option<String>,
+    /// Where the files came from, for error messages (a directory or a URL).
+    pub origin: String,
+}
+
+impl LoadedModel {
+    /// Builds the model from its files. `max_length` overrides the one in `astrid.json`.
+    pub fn from_files(files: ModelFiles, max_length: Option<usize>, device: &Device) -> Result<Self> {
+        let at = |file: &str| format!("{}/{file}", files.origin);
+        let config = ModelConfig::from_hf_json(&files.config_json, &at(CONFIG_FILE))?;
+        let meta: Option<ModelMeta> = match &files.meta_json {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| Error::Json {
+                file: at(META_FILE),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        let max_length = max_length
+            .or(meta.as_ref().map(|m| m.max_length))
+            .unwrap_or(128)
+            .min(config.max_position_embeddings);
+        let tokenizer = TextTokenizer::from_bytes(&files.tokenizer_json, &at(TOKENIZER_FILE), max_length)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::config(
+                at(TOKENIZER_FILE),
+                "vocab",
+                format!(
+                    "the tokenizer has {} tokens but the model only {} (vocab_size in config.json): they do not belong together",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            ));
+        }
+        let (model, report) = load_safetensors_bytes(&config, files.weights, &at(WEIGHTS_FILE), false, device)?;
+        let meta = meta.unwrap_or_else(|| ModelMeta {
+            name: files
+                .origin
+                .rsplit(['/', '\\'])
+                .find(|s| !s.is_empty())
+                .unwrap_or("model")
+                .to_string(),
+            labels: (0..config.num_labels).map(|i| format!("LABEL_{i}")).collect(),
+            max_length,
+        });
+        Ok(Self {
+            model: model.valid(),
+            tokenizer,
+            meta,
+            report,
+        })
+    }
+
+    /// Loads an Astrid model directory or a Hugging Face one.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_dir(dir: &std::path::Path, max_length: Option<usize>, device: &Device) -> Result<Self> {
+        let shown = dir.display().to_string();
+        if !dir.is_dir() {
+            return Err(Error::io(
+                &shown,
+                "no such model directory; give a directory with config.json, model.safetensors and tokenizer.json",
+            ));
+        }
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| {
+                let hint = if name == WEIGHTS_FILE && dir.join("pytorch_model.bin").exists() {
+                    " (only pytorch_model.bin is there: convert it to safetensors, e.g. with transformers' save_pretrained(safe_serialization=True))"
+                } else {
+                    ""
+                };
+                Error::io(path.display(), format!("{e}{hint}"))
+            })
+        };
+        let config_json = String::from_utf8(read(CONFIG_FILE)?)
+            .map_err(|_| Error::io(dir.join(CONFIG_FILE).display(), "is not UTF-8 text"))?;
+        let meta_path = dir.join(META_FILE);
+        let meta_json = if meta_path.exists() {
+            Some(String::from_utf8(read(META_FILE)?).map_err(|_| Error::io(meta_path.display(), "is not UTF-8 text"))?)
+        } else {
+            None
+        };
+        let files = ModelFiles {
+            config_json,
+            weights: read(WEIGHTS_FILE)?,
+            tokenizer_json: read(TOKENIZER_FILE)?,
+            meta_json,
+            origin: shown,
+        };
+        Self::from_files(files, max_length, device)
+    }
+
+    /// Tokenizes and explains one text.
+    pub async fn explain_text(&self, text: &str, options: &ExplainOptions) -> Result<TextExplanation> {
+        let tokenized = self.tokenizer.encode(text)?;
+        let explanation = self.explain_ids(&tokenized, options).await?;
+        Ok(TextExplanation { tokenized, explanation })
+    }
+
+    /// Explains already tokenized input.
+    pub async fn explain_ids(&self, tokenized: &TokenizedText, options: &ExplainOptions) -> Result<Explanation> {
+        let input = ExplainInput {
+            ids: &tokenized.ids,
+            special: &tokenized.special,
+            pad_id: self.tokenizer.token_id("[PAD]"),
+            mask_id: self.tokenizer.token_id("[MASK]"),
+        };
+        explain(&self.model, &input, options).await
+    }
+}
+
+/// Writes an Astrid model directory. Files are written into a temporary directory that is
+/// renamed into place at the end, so a crash never leaves a half-written model.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save_model_dir(
+    dir: &std::path::Path,
+    model: &EncoderClassifier,
+    tokenizer_json: &[u8],
+    meta: &ModelMeta,
+) -> Result<()> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(staging.display(), e))?;
+    let write = |file: &str, bytes: &[u8]| {
+        std::fs::write(staging.join(file), bytes).map_err(|e| Error::io(staging.join(file).display(), e))
+    };
+    let config = serde_json::to_string_pretty(&model.config.to_hf_json()).map_err(|e| Error::Backend(e.to_string()))?;
+    write(CONFIG_FILE, config.as_bytes())?;
+    write(WEIGHTS_FILE, &to_safetensors_bytes(model)?)?;
+    write(TOKENIZER_FILE, tokenizer_json)?;
+    let meta = serde_json::to_string_pretty(meta).map_err(|e| Error::Backend(e.to_string()))?;
+    write(META_FILE, meta.as_bytes())?;
+    if dir.exists() {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir.display(), e))?;
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir.display(), e))?;
+        let _ = std::fs::remove_dir_all(old);
+    } else {
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Weights in Hugging Face's safetensors layout, read and written through burn-store.
+//!
+//! Astrid writes its own models in the same layout (`BertForSequenceClassification` or
+//! `DistilBertForSequenceClassification` names, PyTorch's `[out, in]` linear weights), so
+//! every model it trains can also be opened by transformers and checked against Captum.
+
+use burn::tensor::{DType, Device};
+use burn_store::{
+    ApplyResult, BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
+};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{Error, Result};
+use crate::model::EncoderClassifier;
+
+/// Hugging Face name prefix ↔ Astrid module path prefix. `{i}` is a layer index.
+fn name_table(arch: Architecture) -> &'static [(&'static str, &'static str)] {
+    match arch {
+        Architecture::Bert => &[
+            ("bert.embeddings.LayerNorm.", "embeddings.layer_norm."),
+            ("bert.embeddings.word_embeddings.", "embeddings.word_embeddings."),
+            (
+                "bert.embeddings.position_embeddings.",
+                "embeddings.position_embeddings.",
+            ),
+            (
+                "bert.embeddings.token_type_embeddings.",
+                "embeddings.token_type_embeddings.",
+            ),
+            ("bert.encoder.layer.{i}.attention.self.query.", "layers.{i}.query."),
+            ("bert.encoder.layer.{i}.attention.self.key.", "layers.{i}.key."),
+            ("bert.encoder.layer.{i}.attention.self.value.", "layers.{i}.value."),
+            (
+                "bert.encoder.layer.{i}.attention.output.dense.",
+                "layers.{i}.attention_output.",
+            ),
+            (
+                "bert.encoder.layer.{i}.attention.output.LayerNorm.",
+                "layers.{i}.attention_norm.",
+            ),
+            ("bert.encoder.layer.{i}.intermediate.dense.", "layers.{i}.intermediate."),
+            ("bert.encoder.layer.{i}.output.dense.", "layers.{i}.output."),
+            ("bert.encoder.layer.{i}.output.LayerNorm.", "layers.{i}.output_norm."),
+            ("bert.pooler.dense.", "pooler."),
+        ],
+        Architecture::DistilBert => &[
+            ("distilbert.embeddings.LayerNorm.", "embeddings.layer_norm."),
+            ("distilbert.embeddings.word_embeddings.", "embeddings.word_embeddings."),
+            (
+                "distilbert.embeddings.position_embeddings.",
+                "embeddings.position_embeddings.",
+            ),
+            ("distilbert.transformer.layer.{i}.attention.q_lin.", "layers.{i}.query."),
+            ("distilbert.transformer.layer.{i}.attention.k_lin.", "layers.{i}.key."),
+            ("distilbert.transformer.layer.{i}.attention.v_lin.", "layers.{i}.value."),
+            (
+                "distilbert.transformer.layer.{i}.attention.out_lin.",
+                "layers.{i}.attention_output.",
+            ),
+            (
+                "distilbert.transformer.layer.{i}.sa_layer_norm.",
+                "layers.{i}.attention_norm.",
+            ),
+            ("distilbert.transformer.layer.{i}.ffn.lin1.", "layers.{i}.intermediate."),
+            ("distilbert.transformer.layer.{i}.ffn.lin2.", "layers.{i}.output."),
+            (
+                "distilbert.transformer.layer.{i}.output_layer_norm.",
+                "layers.{i}.output_norm.",
+            ),
+            ("pre_classifier.", "pooler."),
+        ],
+    }
+}
+
+fn pattern(prefix: &str, optional_root: Option<&str>) -> String {
+    let mut escaped = String::from("^");
+    let mut rest = prefix;
+    if let Some(root) = optional_root
+        && let Some(stripped) = rest.strip_prefix(root)
+    {
+        escaped.push_str(&format!("(?:{})?", regex_escape(root)));
+        rest = stripped;
+    }
+    escaped.push_str(&regex_escape(rest).replace(r"\{i\}", r"(\d+)"));
+    escaped
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Weights that a checkpoint may carry but a sequence classifier has no use for.
+fn ignorable(name: &str) -> bool {
+    name.ends_with("position_ids")
+        || name.ends_with("token_type_ids")
+        || name.starts_with("cls.")
+        || name.starts_with("vocab_")
+        || name.starts_with("lm_head.")
+}
+
+/// The classification head: a checkpoint without one (a plain encoder) gets a fresh one.
+fn is_head(path: &str) -> bool {
+    path.starts_with("pooler.") || path.starts_with("classifier.")
+}
+
+/// What loading did besides filling the model: which head weights were freshly initialised.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub fresh_head: Vec<String>,
+}
+
+fn hf_to_astrid_store(store: SafetensorsStore, arch: Architecture) -> SafetensorsStore {
+    let root = match arch {
+        Architecture::Bert => Some("bert."),
+        Architecture::DistilBert => None,
+    };
+    let mut store = store
+        .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
+        .allow_partial(true)
+        .validate(false);
+    for (hf, astrid) in name_table(arch) {
+        store = store.with_key_remapping(pattern(hf, root), astrid.replace("{i}", "${1}"));
+    }
+    store
+}
+
+fn check_applied(result: ApplyResult, file: &str, allow_fresh_head: bool) -> Result<LoadReport> {
+    if let Some(err) = result.errors.first() {
+        return Err(Error::weights(
+            file,
+            format!(
+                "{err} ({} tensor(s) in error); the weights do not fit the shape in config.json",
+                result.errors.len()
+            ),
+        ));
+    }
+    let unused: Vec<&String> = result.unused.iter().filter(|n| !ignorable(n)).collect();
+    let (head, body): (Vec<_>, Vec<_>) = result
+        .missing
+        .iter()
+        .map(|(path, _)| path.clone())
+        .partition(|p| is_head(p));
+    if !body.is_empty() || !unused.is_empty() {
+        let sample = |v: Vec<String>| v.into_iter().take(4).collect::<Vec<_>>().join(", ");
+        return Err(Error::weights(
+            file,
+            format!(
+                "the weights do not match the architecture in config.json: {} model tensor(s) missing [{}], \
+                 {} file tensor(s) not used [{}]; is model_type right, and is this a BERT or DistilBERT checkpoint?",
+                body.len(),
+                sample(body.clone()),
+                unused.len(),
+                sample(unused.into_iter().cloned().collect()),
+            ),
+        ));
+    }
+    if !head.is_empty() && !allow_fresh_head {
+        return Err(Error::weights(
+            file,
+            format!(
+                "the checkpoint has no classification head (missing {}); train or fine-tune it first",
+                head.join(", ")
+            ),
+        ));
+    }
+    Ok(LoadReport { fresh_head: head })
+}
+
+/// Builds a model of `config` and fills it from safetensors bytes in Hugging Face layout
+/// (`BertForSequenceClassification`, a plain `BertModel`, or `DistilBertForSequenceClassification`).
+/// `source` names the weights in errors. A missing pooler/classifier is freshly initialised
+/// only when `allow_fresh_head` is set.
+pub fn load_safetensors_bytes(
+    config: &ModelConfig,
+    bytes: Vec<u8>,
+    source: &str,
+    allow_fresh_head: bool,
+    device: &Device,
+) -> Result<(EncoderClassifier, LoadReport)> {
+    config.validate()?;
+    let mut model = config.init(device);
+    let mut store = hf_to_astrid_store(SafetensorsStore::from_bytes(Some(bytes)), config.architecture);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| Error::weights(source, format!("not a readable safetensors file: {e}")))?;
+    let report = check_applied(result, source, allow_fresh_head)?;
+    Ok((model, report))
+}
+
+/// Serialises a model's weights to safetensors bytes in Hugging Face layout.
+pub fn to_safetensors_bytes(model: &EncoderClassifier) -> Result<Vec<u8>> {
+    let arch = model.config.architecture;
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    for (hf, astrid) in name_table(arch) {
+        store = store.with_key_remapping(pattern(astrid, None), hf.replace("{i}", "${1}"));
+    }
+    model
+        .save_into(&mut store)
+        .map_err(|e| Error::Backend(format!("could not serialise the weights: {e}")))?;
+    store
+        .get_bytes()
+        .map_err(|e| Error::Backend(format!("could not serialise the weights: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_escape_and_capture_layer_indices() {
+        assert_eq!(
+            pattern("bert.encoder.layer.{i}.output.dense.", Some("bert.")),
+            r"^(?:bert\.)?encoder\.layer\.(\d+)\.output\.dense\."
+        );
+        assert_eq!(pattern("layers.{i}.query.", None), r"^layers\.(\d+)\.query\.");
+    }
+}

@@ -1,0 +1,197 @@
+//! How alike two explanations of the same text are: cosine similarity, Spearman rank
+//! correlation and top-k overlap over the real tokens, and WordPiece pieces merged into words.
+
+use crate::error::{Error, Result};
+
+fn check_lengths(a: &[f32], b: &[f32], keep: &[bool]) -> Result<()> {
+    if a.len() != b.len() || a.len() != keep.len() {
+        return Err(Error::invalid(
+            "attributions",
+            format!(
+                "cannot compare {} scores with {} (mask of {}): the two models must share a tokenizer",
+                a.len(),
+                b.len(),
+                keep.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn kept(values: &[f32], keep: &[bool]) -> Vec<f64> {
+    values
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(v, _)| *v as f64)
+        .collect()
+}
+
+/// Cosine similarity of two attribution vectors over the positions where `keep` is true
+/// (real tokens: padding excluded). 0 when either vector is all zeros there.
+pub fn cosine(a: &[f32], b: &[f32], keep: &[bool]) -> Result<f64> {
+    check_lengths(a, b, keep)?;
+    let (a, b) = (kept(a, keep), kept(b, keep));
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    Ok(if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        (dot / (na * nb)).clamp(-1.0, 1.0)
+    })
+}
+
+/// Ranks from 1, ties sharing their average rank (as scipy's `rankdata`).
+pub fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+    let mut out = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Spearman rank correlation over the kept positions (Pearson correlation of the ranks).
+/// 0 when either side is constant.
+pub fn spearman(a: &[f32], b: &[f32], keep: &[bool]) -> Result<f64> {
+    check_lengths(a, b, keep)?;
+    let (ra, rb) = (ranks(&kept(a, keep)), ranks(&kept(b, keep)));
+    Ok(pearson(&ra, &rb))
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    if a.len() < 2 {
+        return 0.0;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va == 0.0 || vb == 0.0 {
+        0.0
+    } else {
+        (cov / (va * vb).sqrt()).clamp(-1.0, 1.0)
+    }
+}
+
+/// Indices of the `k` largest |scores| among the kept positions (ties: lower index first).
+pub fn top_k(values: &[f32], keep: &[bool], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len())
+        .filter(|&i| keep.get(i).copied().unwrap_or(false))
+        .collect();
+    idx.sort_by(|&i, &j| values[j].abs().total_cmp(&values[i].abs()).then(i.cmp(&j)));
+    idx.truncate(k);
+    idx
+}
+
+/// Share of the teacher's top-k tokens (by |attribution|) that are also in the student's
+/// top-k; k is capped at the number of kept tokens.
+pub fn top_k_overlap(a: &[f32], b: &[f32], keep: &[bool], k: usize) -> Result<f64> {
+    check_lengths(a, b, keep)?;
+    let k = k.min(keep.iter().filter(|x| **x).count());
+    if k == 0 {
+        return Ok(0.0);
+    }
+    let (ta, tb) = (top_k(a, keep, k), top_k(b, keep, k));
+    Ok(ta.iter().filter(|i| tb.contains(i)).count() as f64 / k as f64)
+}
+
+/// A word made of one or more WordPiece tokens, with the sum of their attributions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub text: String,
+    pub attribution: f32,
+    /// Indices of the tokens it is made of.
+    pub tokens: Vec<usize>,
+    pub special: bool,
+}
+
+/// Merges `##` continuation pieces into the word before them, summing attributions
+/// (attributions are additive, so a word's score is its pieces' total).
+pub fn merge_wordpieces(tokens: &[String], attributions: &[f32], special: &[bool]) -> Vec<Word> {
+    let mut words: Vec<Word> = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let score = attributions.get(i).copied().unwrap_or(0.0);
+        let is_special = special.get(i).copied().unwrap_or(false);
+        match (token.strip_prefix("##"), words.last_mut()) {
+            (Some(piece), Some(word)) if !is_special && !word.special => {
+                word.text.push_str(piece);
+                word.attribution += score;
+                word.tokens.push(i);
+            }
+            _ => words.push(Word {
+                text: token.clone(),
+                attribution: score,
+                tokens: vec![i],
+                special: is_special,
+            }),
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_closed_forms_and_masking() {
+        let all = [true; 3];
+        assert!((cosine(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0], &all).unwrap() - 1.0).abs() < 1e-12);
+        assert!((cosine(&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &all).unwrap()).abs() < 1e-12);
+        assert!((cosine(&[1.0, 2.0, 3.0], &[-1.0, -2.0, -3.0], &all).unwrap() + 1.0).abs() < 1e-12);
+        // The masked position (padding) would make them orthogonal if it counted.
+        let keep = [true, true, false];
+        assert!((cosine(&[1.0, 1.0, 100.0], &[1.0, 1.0, -100.0], &keep).unwrap() - 1.0).abs() < 1e-12);
+        assert!(cosine(&[1.0], &[1.0, 2.0], &[true]).is_err());
+    }
+
+    /// Reference values from scipy.stats.spearmanr.
+    #[test]
+    fn spearman_matches_scipy_with_ties() {
+        let all = [true; 5];
+        assert!(
+            (spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 6.0, 7.0, 8.0, 7.0], &all).unwrap() - 0.8207826816681233)
+                .abs()
+                < 1e-12
+        );
+        assert!((spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 4.0, 3.0, 2.0, 1.0], &all).unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(ranks(&[10.0, 20.0, 10.0, 30.0]), vec![1.5, 3.0, 1.5, 4.0]);
+    }
+
+    #[test]
+    fn top_k_uses_magnitude() {
+        let keep = [true; 4];
+        assert_eq!(top_k(&[0.1, -0.9, 0.5, 0.0], &keep, 2), vec![1, 2]);
+        let overlap = top_k_overlap(&[0.1, -0.9, 0.5, 0.0], &[0.9, -0.8, 0.0, 0.1], &keep, 2).unwrap();
+        assert!((overlap - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wordpieces_merge_into_words() {
+        let tokens: Vec<String> = ["[CLS]", "un", "##believ", "##able", "case", "[SEP]"]
+            .map(String::from)
+            .into();
+        let words = merge_wordpieces(
+            &tokens,
+            &[0.0, 0.1, 0.2, 0.3, -0.5, 0.0],
+            &[true, false, false, false, false, true],
+        );
+        let texts: Vec<_> = words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["[CLS]", "unbelievable", "case", "[SEP]"]);
+        assert!((words[1].attribution - 0.6).abs() < 1e-6);
+        assert_eq!(words[1].tokens, vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,353 @@
+//! Token attributions for a classifier's prediction: Integrated Gradients with Captum's
+//! semantics, plus saliency and gradient × input.
+//!
+//! Everything that reads a tensor back is `async` so the same code serves WebGPU in the
+//! browser (where readback must be awaited); natively, drive it with any executor.
+
+mod quadrature;
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::EncoderClassifier;
+pub use quadrature::{Method, gauss_legendre, nodes};
+
+/// What the path of Integrated Gradients starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// All-zero word embeddings (Captum's default).
+    #[default]
+    Zero,
+    /// The embedding of [PAD] at every position but the special tokens ([CLS], [SEP]).
+    Pad,
+    /// The embedding of [MASK] at every position but the special tokens.
+    Mask,
+}
+
+/// Which attribution to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attribution {
+    #[default]
+    Ig,
+    /// |∂p/∂x| summed over the embedding (Captum's `Saliency`, abs=True).
+    Saliency,
+    /// x · ∂p/∂x summed over the embedding (Captum's `InputXGradient`).
+    GradInput,
+}
+
+macro_rules! named_enum {
+    ($ty:ty, $field:literal, [$(($variant:path, $name:literal)),+]) => {
+        impl $ty {
+            pub fn name(self) -> &'static str {
+                match self { $($variant => $name,)+ }
+            }
+        }
+        impl FromStr for $ty {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($name => Ok($variant),)+
+                    other => Err(Error::invalid($field, format!(
+                        "unknown value '{other}'; use one of {}", [$($name),+].join(", ")))),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.name()) }
+        }
+    };
+}
+named_enum!(
+    Baseline,
+    "baseline",
+    [
+        (Baseline::Zero, "zero"),
+        (Baseline::Pad, "pad"),
+        (Baseline::Mask, "mask")
+    ]
+);
+named_enum!(
+    Attribution,
+    "attribution",
+    [
+        (Attribution::Ig, "ig"),
+        (Attribution::Saliency, "saliency"),
+        (Attribution::GradInput, "grad-input")
+    ]
+);
+
+/// Options of an explanation; the defaults are Captum's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainOptions {
+    pub attribution: Attribution,
+    pub n_steps: usize,
+    pub method: Method,
+    pub baseline: Baseline,
+    /// Interpolation points per forward/backward pass; `None` = all `n_steps` at once.
+    /// The result does not depend on it beyond float rounding; it bounds memory.
+    pub internal_batch_size: Option<usize>,
+    /// Class to explain; `None` = the predicted class.
+    pub target: Option<usize>,
+}
+
+impl Default for ExplainOptions {
+    fn default() -> Self {
+        Self {
+            attribution: Attribution::Ig,
+            n_steps: 50,
+            method: Method::GaussLegendre,
+            baseline: Baseline::Zero,
+            internal_batch_size: None,
+            target: None,
+        }
+    }
+}
+
+/// One tokenized input to explain.
+#[derive(Debug, Clone)]
+pub struct ExplainInput<'a> {
+    pub ids: &'a [u32],
+    /// True for [CLS]/[SEP]: kept as they are in the [PAD]/[MASK] baselines.
+    pub special: &'a [bool],
+    /// Needed for the [PAD]/[MASK] baselines.
+    pub pad_id: Option<u32>,
+    pub mask_id: Option<u32>,
+}
+
+/// The result for one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// One score per token (summed over the embedding dimension).
+    pub attributions: Vec<f32>,
+    pub target: usize,
+    pub probs: Vec<f32>,
+    /// IG only: sum(attributions) − (F(input) − F(baseline)), as Captum reports it.
+    pub convergence_delta: Option<f32>,
+    /// IG only: F(input) and F(baseline), the target probability at both ends of the path.
+    pub f_input: Option<f32>,
+    pub f_baseline: Option<f32>,
+}
+
+/// Reads a tensor back to the host; awaits, so it works on WebGPU in the browser.
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("reading a result back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("unexpected result type: {e:?}")))
+}
+
+fn model_device(model: &EncoderClassifier) -> Device {
+    model.embeddings.word_embeddings.weight.val().device()
+}
+
+fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
+    let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(data, [1, ids.len()]), device)
+}
+
+fn validate(model: &EncoderClassifier, input: &ExplainInput, options: &ExplainOptions) -> Result<()> {
+    let config = &model.config;
+    if input.ids.is_empty() {
+        return Err(Error::invalid("text", "has no tokens; give a text to classify"));
+    }
+    if input.special.len() != input.ids.len() {
+        return Err(Error::invalid("special", "needs one flag per token"));
+    }
+    if input.ids.len() > config.max_position_embeddings {
+        return Err(Error::invalid(
+            "text",
+            format!(
+                "has {} tokens but the model takes at most {}; lower --max-length",
+                input.ids.len(),
+                config.max_position_embeddings
+            ),
+        ));
+    }
+    if let Some(&bad) = input.ids.iter().find(|&&id| id as usize >= config.vocab_size) {
+        return Err(Error::invalid(
+            "input_ids",
+            format!(
+                "token id {bad} is outside the model's vocabulary of {}; is it the model's tokenizer?",
+                config.vocab_size
+            ),
+        ));
+    }
+    if let Some(target) = options.target
+        && target >= config.num_labels
+    {
+        return Err(Error::invalid(
+            "target",
+            format!(
+                "class {target} does not exist; the model has {} classes (0..{})",
+                config.num_labels,
+                config.num_labels - 1
+            ),
+        ));
+    }
+    if options.internal_batch_size == Some(0) {
+        return Err(Error::invalid("internal-batch-size", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+        )
+        .0
+}
+
+fn baseline_embeddings(
+    model: &EncoderClassifier,
+    input: &ExplainInput,
+    kind: Baseline,
+    words: &Tensor<3>,
+    device: &Device,
+) -> Result<Tensor<3>> {
+    let replacement = match kind {
+        Baseline::Zero => return Ok(words.zeros_like()),
+        Baseline::Pad => input
+            .pad_id
+            .ok_or_else(|| Error::invalid("baseline", "pad: the tokenizer has no [PAD] token"))?,
+        Baseline::Mask => input
+            .mask_id
+            .ok_or_else(|| Error::invalid("baseline", "mask: the tokenizer has no [MASK] token"))?,
+    };
+    let ids: Vec<u32> = input
+        .ids
+        .iter()
+        .zip(input.special)
+        .map(|(&id, &special)| if special { id } else { replacement })
+        .collect();
+    Ok(model.word_embeddings(ids_tensor(&ids, device)))
+}
+
+/// Probability of `target` for each row of a batch of word embeddings: `[batch, 1]`.
+fn target_probability(model: &EncoderClassifier, words: Tensor<3>, target: usize) -> Tensor<2> {
+    let [batch, _, _] = words.dims();
+    softmax(model.forward_embeds(words, None), 1).slice([0..batch, target..target + 1])
+}
+
+/// Explains the model's output for one input. The model should be in validation mode
+/// (`model.valid()`): otherwise dropout is active and the result is noise.
+pub async fn explain(
+    model: &EncoderClassifier,
+    input: &ExplainInput<'_>,
+    options: &ExplainOptions,
+) -> Result<Explanation> {
+    validate(model, input, options)?;
+    let device = model_device(model);
+    let words = model.word_embeddings(ids_tensor(input.ids, &device));
+    let probs = read_f32(softmax(model.forward_embeds(words.clone(), None), 1)).await?;
+    let target = options.target.unwrap_or_else(|| argmax(&probs));
+    match options.attribution {
+        Attribution::Ig => integrated_gradients(model, input, options, words, probs, target, &device).await,
+        Attribution::Saliency | Attribution::GradInput => {
+            let tracked = words.clone().autodiff().require_grad();
+            let grads = target_probability(model, tracked.clone(), target).sum().backward();
+            let gradient = tracked
+                .grad(&grads)
+                .ok_or_else(|| Error::Backend("no gradient reached the word embeddings".into()))?;
+            let per_dim = match options.attribution {
+                Attribution::Saliency => gradient.abs(),
+                _ => gradient * words,
+            };
+            Ok(Explanation {
+                attributions: read_f32(per_dim.sum_dim(2).reshape([-1])).await?,
+                target,
+                probs,
+                convergence_delta: None,
+                f_input: None,
+                f_baseline: None,
+            })
+        }
+    }
+}
+
+async fn integrated_gradients(
+    model: &EncoderClassifier,
+    input: &ExplainInput<'_>,
+    options: &ExplainOptions,
+    words: Tensor<3>,
+    probs: Vec<f32>,
+    target: usize,
+    device: &Device,
+) -> Result<Explanation> {
+    let baseline = baseline_embeddings(model, input, options.baseline, &words, device)?;
+    let f_baseline = read_f32(target_probability(model, baseline.clone(), target)).await?[0];
+    let per_dim = integrate_path(
+        |points| target_probability(model, points, target),
+        words,
+        baseline,
+        options.method,
+        options.n_steps,
+        options.internal_batch_size,
+    )?;
+    let attributions = read_f32(per_dim.sum_dim(2).reshape([-1])).await?;
+    let f_input = probs[target];
+    let total: f64 = attributions.iter().map(|&a| a as f64).sum();
+    Ok(Explanation {
+        convergence_delta: Some((total - (f_input as f64 - f_baseline as f64)) as f32),
+        attributions,
+        target,
+        probs,
+        f_input: Some(f_input),
+        f_baseline: Some(f_baseline),
+    })
+}
+
+/// Integrated Gradients of any scalar function of an embedded sequence: `f` maps a batch of
+/// points `[batch, seq, hidden]` to one output per point (`[batch, 1]`). Returns
+/// `(input − baseline) ⊙ Σ_k w_k ∇f(baseline + α_k (input − baseline))`, `[1, seq, hidden]`,
+/// with Captum's nodes and weights for `method`; `chunk` points go through `f` at a time.
+pub fn integrate_path(
+    f: impl Fn(Tensor<3>) -> Tensor<2>,
+    input: Tensor<3>,
+    baseline: Tensor<3>,
+    method: Method,
+    n_steps: usize,
+    chunk: Option<usize>,
+) -> Result<Tensor<3>> {
+    let (alphas, weights) = nodes(method, n_steps)?;
+    if chunk == Some(0) {
+        return Err(Error::invalid("internal-batch-size", "must be at least 1"));
+    }
+    let device = input.device();
+    let chunk = chunk.unwrap_or(n_steps).min(n_steps);
+    let path = input - baseline.clone();
+    let mut integrated = path.zeros_like();
+    for start in (0..n_steps).step_by(chunk) {
+        let end = (start + chunk).min(n_steps);
+        let count = end - start;
+        let column = |values: &[f64]| {
+            let v: Vec<f32> = values[start..end].iter().map(|&x| x as f32).collect();
+            Tensor::<3>::from_data(TensorData::new(v, [count, 1, 1]), &device)
+        };
+        let points = (baseline.clone() + path.clone() * column(&alphas))
+            .autodiff()
+            .require_grad();
+        // Weighting each point's output before the backward pass sums the weighted
+        // gradients in one go.
+        let weighted = f(points.clone()).reshape([count, 1, 1]) * column(&weights);
+        let grads = weighted.sum().backward();
+        let gradient = points
+            .grad(&grads)
+            .ok_or_else(|| Error::Backend("no gradient reached the word embeddings".into()))?;
+        integrated = integrated + gradient.sum_dim(0);
+    }
+    Ok(path * integrated)
+}

@@ -1,0 +1,194 @@
+//! The encoder classifier: one Burn module for the BERT and DistilBERT layouts.
+//!
+//! Field names follow the Hugging Face weights closely enough that [`crate::checkpoint`] maps
+//! them with a handful of rules. The forward pass is split at the word embeddings so that
+//! Integrated Gradients can differentiate with respect to them, exactly as transformers'
+//! `inputs_embeds` does: position and token-type embeddings and the embedding LayerNorm are
+//! applied after, and are not attributed.
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::tensor::activation::{gelu, relu, softmax, tanh};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use crate::config::{Architecture, ModelConfig};
+
+/// Word, position and (BERT) token-type embeddings, then LayerNorm and dropout.
+#[derive(Module, Debug)]
+pub struct Embeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Option<Embedding>,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+/// One post-LayerNorm transformer block (self-attention, then a GELU feed-forward).
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attention_output: Linear,
+    pub attention_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub output_norm: LayerNorm,
+    pub attention_dropout: Dropout,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+/// A sequence classifier: embeddings, encoder, a dense layer over [CLS] (BERT's tanh pooler
+/// or DistilBERT's ReLU pre_classifier), dropout and a linear classifier.
+#[derive(Module, Debug)]
+pub struct EncoderClassifier {
+    pub embeddings: Embeddings,
+    pub layers: Vec<EncoderLayer>,
+    pub pooler: Linear,
+    pub classifier_dropout: Dropout,
+    pub classifier: Linear,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+/// Which positions hold real tokens: `[batch, seq]`, true for a token, false for padding.
+/// `None` in the APIs below means "every position is real".
+pub type PaddingMask = Tensor<2, Bool>;
+
+fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device);
+    if let Some(bias) = layer.bias.take() {
+        layer.bias = Some(bias.map(|b| b.zeros_like()));
+    }
+    layer
+}
+
+fn embedding(n: usize, d: usize, device: &Device) -> Embedding {
+    EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device)
+}
+
+impl ModelConfig {
+    /// Builds a freshly initialised model (normal(0, 0.02) weights, zero biases, as
+    /// transformers does). Call [`ModelConfig::validate`] first for a clear error on bad shapes.
+    pub fn init(&self, device: &Device) -> EncoderClassifier {
+        let h = self.hidden_size;
+        let norm = || LayerNormConfig::new(h).with_epsilon(self.layer_norm_eps).init(device);
+        let embeddings = Embeddings {
+            word_embeddings: embedding(self.vocab_size, h, device),
+            position_embeddings: embedding(self.max_position_embeddings, h, device),
+            token_type_embeddings: (self.architecture == Architecture::Bert)
+                .then(|| embedding(self.type_vocab_size, h, device)),
+            layer_norm: norm(),
+            dropout: DropoutConfig::new(self.hidden_dropout).init(),
+        };
+        let layers = (0..self.num_layers)
+            .map(|_| EncoderLayer {
+                query: linear(h, h, device),
+                key: linear(h, h, device),
+                value: linear(h, h, device),
+                attention_output: linear(h, h, device),
+                attention_norm: norm(),
+                intermediate: linear(h, self.intermediate_size, device),
+                output: linear(self.intermediate_size, h, device),
+                output_norm: norm(),
+                attention_dropout: DropoutConfig::new(self.attention_dropout).init(),
+                dropout: DropoutConfig::new(self.hidden_dropout).init(),
+                num_heads: self.num_heads,
+            })
+            .collect();
+        EncoderClassifier {
+            embeddings,
+            layers,
+            pooler: linear(h, h, device),
+            classifier_dropout: DropoutConfig::new(self.classifier_dropout).init(),
+            classifier: linear(h, self.num_labels, device),
+            config: self.clone(),
+        }
+    }
+}
+
+impl EncoderLayer {
+    fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4, Bool>>) -> Tensor<3> {
+        let [batch, seq, hidden] = x.dims();
+        let heads = self.num_heads;
+        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, hidden / heads]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x.clone()));
+        let context = if x.is_autodiff() {
+            // Written out so attention dropout applies in training; burn's autodiff would
+            // decompose the fused op into the same steps anyway.
+            let scale = 1.0 / ((hidden / heads) as f64).sqrt();
+            let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
+            if let Some(mask) = mask {
+                scores = scores.mask_fill(mask.clone(), f32::MIN);
+            }
+            let probs = self.attention_dropout.forward(softmax(scores, 3));
+            probs.matmul(v)
+        } else {
+            attention(q, k, v, mask.cloned(), None, AttentionModuleOptions::default())
+        };
+        let context = context.swap_dims(1, 2).reshape([batch, seq, hidden]);
+        let attended = self.dropout.forward(self.attention_output.forward(context));
+        let x = self.attention_norm.forward(attended + x);
+        let ff = self.output.forward(gelu(self.intermediate.forward(x.clone())));
+        self.output_norm.forward(self.dropout.forward(ff) + x)
+    }
+}
+
+impl EncoderClassifier {
+    /// Word embeddings of `ids` (`[batch, seq]` → `[batch, seq, hidden]`): the input that
+    /// attributions are computed for.
+    pub fn word_embeddings(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.embeddings.word_embeddings.forward(ids)
+    }
+
+    /// Logits `[batch, labels]` from token ids.
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Option<PaddingMask>) -> Tensor<2> {
+        let words = self.word_embeddings(ids);
+        self.forward_embeds(words, mask)
+    }
+
+    /// Logits from word embeddings (`inputs_embeds` in transformers): positions, token types
+    /// (all 0) and the embedding LayerNorm are added here.
+    pub fn forward_embeds(&self, words: Tensor<3>, mask: Option<PaddingMask>) -> Tensor<2> {
+        let [batch, seq, hidden] = words.dims();
+        let emb = &self.embeddings;
+        let positions = emb
+            .position_embeddings
+            .weight
+            .val()
+            .narrow(0, 0, seq)
+            .reshape([1, seq, hidden]);
+        let mut x = words + positions;
+        if let Some(types) = &emb.token_type_embeddings {
+            x = x + types.weight.val().narrow(0, 0, 1).reshape([1, 1, hidden]);
+        }
+        let mut x = emb.dropout.forward(emb.layer_norm.forward(x));
+        // [batch, heads, seq_q, seq_k], true where the key is padding.
+        let key_mask = mask.map(|real| {
+            real.bool_not()
+                .reshape([batch, 1, 1, seq])
+                .expand([batch, self.config.num_heads, seq, seq])
+        });
+        for layer in &self.layers {
+            x = layer.forward(x, key_mask.as_ref());
+        }
+        let cls = x.slice([0..batch, 0..1]).reshape([batch, hidden]);
+        let pooled = self.pooler.forward(cls);
+        let pooled = match self.config.architecture {
+            Architecture::Bert => tanh(pooled),
+            Architecture::DistilBert => relu(pooled),
+        };
+        self.classifier.forward(self.classifier_dropout.forward(pooled))
+    }
+}
