@@ -1,0 +1,151 @@
+//! `trainer bench`: how fast Integrated Gradients and inference run, per preset, on random
+//! weights at sequence length 128, with the settings of the PyTorch + Captum reference
+//! (`../shared/reference/bench.py`), so the two can be run side by side.
+
+use std::time::Instant;
+
+use astrid::explain::{ExplainInput, ExplainOptions, Method, explain, read_f32};
+use astrid::{ModelConfig, config::PRESET_NAMES};
+use burn::module::Module;
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Args;
+
+use crate::device::{self, Backend};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Presets to measure (default: all six).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub models: Vec<String>,
+    #[arg(long, default_value_t = 50)]
+    pub n_steps: usize,
+    #[arg(long, default_value = "gausslegendre")]
+    pub method: Method,
+    /// Interpolation points per pass (default 25, as the reference's fastest setting).
+    #[arg(long, default_value_t = 25)]
+    pub internal_batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Timed IG explanations per model (after one warm-up).
+    #[arg(long, default_value_t = 2)]
+    pub reps: usize,
+    /// Batch of the forward-throughput measurement.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value = "cpu")]
+    pub backend: Backend,
+}
+
+/// Multiply-add FLOPs (2 per MAC) of one forward pass of one sequence, as the reference
+/// counts them (`anchor_models.forward_flops`): projections, FFN, attention and head.
+pub fn forward_flops(config: &ModelConfig, seq: usize) -> (f64, f64, f64) {
+    let (n, h, i, l) = (
+        config.num_layers as f64,
+        config.hidden_size as f64,
+        config.intermediate_size as f64,
+        seq as f64,
+    );
+    let linear = n * 2.0 * l * (4.0 * h * h + 2.0 * h * i);
+    let attention = n * 2.0 * (2.0 * l * l * h);
+    let head = 2.0 * h * h + 2.0 * h * config.num_labels as f64;
+    (linear, attention, head)
+}
+
+/// FLOPs of one IG explanation: per step a forward and an input-gradient backward
+/// (`2·linear + 3·attention + 2·head`), as the reference's `ig_flops`.
+pub fn ig_flops(config: &ModelConfig, seq: usize, n_steps: usize) -> f64 {
+    let (linear, attention, head) = forward_flops(config, seq);
+    n_steps as f64 * (2.0 * linear + 3.0 * attention + 2.0 * head)
+}
+
+fn random_ids(batch: usize, seq: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..batch * seq)
+        .map(|i| {
+            let pos = i % seq;
+            if pos == 0 {
+                101
+            } else if pos == seq - 1 {
+                102
+            } else {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                1000 + ((state >> 33) as usize % (vocab - 1000)) as u32
+            }
+        })
+        .collect()
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let selected = device::select(args.backend)?;
+    let names: Vec<String> = if args.models.is_empty() {
+        PRESET_NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.models.clone()
+    };
+    let configs = names
+        .iter()
+        .map(|n| ModelConfig::preset(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    println!("backend: {}", selected.description);
+    println!(
+        "IG: {} steps, {}, internal batch {}, sequence length {}; forward: batch {}\n",
+        args.n_steps, args.method, args.internal_batch_size, args.seq_len, args.batch
+    );
+    println!(
+        "{:<14} {:>12} {:>12} {:>10} {:>12} {:>10}",
+        "model", "params", "IG s/expl", "IG GFLOP/s", "forward seq/s", "fwd GFLOP/s"
+    );
+    for (name, config) in names.iter().zip(&configs) {
+        let model = config.init(&selected.device).valid();
+        let device = &selected.device;
+        let ids = random_ids(1, args.seq_len, config.vocab_size, 7);
+        let special: Vec<bool> = (0..args.seq_len).map(|p| p == 0 || p == args.seq_len - 1).collect();
+        let input = ExplainInput {
+            ids: &ids,
+            special: &special,
+            pad_id: Some(0),
+            mask_id: Some(103),
+        };
+        let options = ExplainOptions {
+            n_steps: args.n_steps,
+            method: args.method,
+            internal_batch_size: Some(args.internal_batch_size),
+            ..ExplainOptions::default()
+        };
+        pollster::block_on(explain(&model, &input, &options))?; // warm-up
+        let started = Instant::now();
+        for _ in 0..args.reps.max(1) {
+            pollster::block_on(explain(&model, &input, &options))?;
+        }
+        let ig_seconds = started.elapsed().as_secs_f64() / args.reps.max(1) as f64;
+
+        let batch_ids = random_ids(args.batch, args.seq_len, config.vocab_size, 11);
+        let ids_tensor = || {
+            let data: Vec<i64> = batch_ids.iter().map(|&i| i as i64).collect();
+            Tensor::<2, Int>::from_data(TensorData::new(data, [args.batch, args.seq_len]), device)
+        };
+        pollster::block_on(read_f32(model.forward(ids_tensor(), None)))?; // warm-up
+        let started = Instant::now();
+        let forward_reps = 2;
+        for _ in 0..forward_reps {
+            pollster::block_on(read_f32(model.forward(ids_tensor(), None)))?;
+        }
+        let forward_seconds = started.elapsed().as_secs_f64() / forward_reps as f64;
+        let seqs_per_second = args.batch as f64 / forward_seconds;
+        let (linear, attention, head) = forward_flops(config, args.seq_len);
+        let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / ig_seconds / 1e9;
+        let fwd_gflops = (linear + attention + head) * seqs_per_second / 1e9;
+        println!(
+            "{:<14} {:>12} {:>12.3} {:>10.1} {:>12.1} {:>10.1}",
+            name,
+            model.num_params(),
+            ig_seconds,
+            ig_gflops,
+            seqs_per_second,
+            fwd_gflops
+        );
+    }
+    Ok(())
+}

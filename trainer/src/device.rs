@@ -1,0 +1,70 @@
+//! Choosing where tensors live: burn's CPU backend (flex) or a GPU through wgpu.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+/// The `--backend` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Cpu,
+    Wgpu,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" | "flex" => Ok(Backend::Cpu),
+            "wgpu" | "gpu" => Ok(Backend::Wgpu),
+            other => Err(format!("unknown backend '{other}'; use cpu or wgpu")),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+        })
+    }
+}
+
+/// A device and a line that says what it is (for logs and reports).
+pub struct Selected {
+    pub device: Device,
+    pub description: String,
+}
+
+/// Initialises the backend. For wgpu, the adapter is reported, because when no Vulkan driver
+/// is found wgpu quietly falls back to OpenGL on a software rasteriser.
+pub fn select(backend: Backend) -> anyhow::Result<Selected> {
+    match backend {
+        Backend::Cpu => Ok(Selected {
+            device: Device::flex(),
+            description: format!(
+                "cpu (burn flex, {} threads)",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        }),
+        Backend::Wgpu => {
+            let (device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| {
+                anyhow::anyhow!(
+                    "could not start wgpu: {e:?}. Without a GPU, install Mesa's Vulkan drivers (Debian: mesa-vulkan-drivers) or use --backend cpu"
+                )
+            })?;
+            let info = setup.adapter.get_info();
+            let mut description = format!(
+                "wgpu: {} ({:?}, {:?}, driver {})",
+                info.name, info.backend, info.device_type, info.driver
+            );
+            if info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu {
+                description.push_str(" [software rendering: figures are not GPU figures]");
+            }
+            Ok(Selected { device, description })
+        }
+    }
+}
