@@ -1,0 +1,106 @@
+//! The JavaScript-facing engine: pick a backend once per page, load models from bytes,
+//! explain texts. Results cross to JavaScript as JSON strings.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use astrid::explain::ExplainOptions;
+use astrid::{LoadedModel, ModelFiles};
+use burn::tensor::Device;
+use burn::tensor::wgpu::WgpuBackend;
+use wasm_bindgen::prelude::*;
+
+thread_local! {
+    static DEVICE: RefCell<Option<(Device, String)>> = const { RefCell::new(None) };
+    static MODELS: RefCell<HashMap<String, Rc<LoadedModel>>> = RefCell::new(HashMap::new());
+}
+
+fn js_error(err: impl std::fmt::Display) -> JsValue {
+    JsValue::from_str(&err.to_string())
+}
+
+fn device() -> Result<Device, JsValue> {
+    DEVICE
+        .with(|d| d.borrow().as_ref().map(|(device, _)| device.clone()))
+        .ok_or_else(|| js_error("no backend yet: call initBackend() first"))
+}
+
+/// Starts the backend: WebGPU when `prefer_webgpu` and the browser gives an adapter,
+/// otherwise burn's CPU backend. Returns a description ("webgpu" or "cpu (…)"). Once per page.
+#[wasm_bindgen(js_name = initBackend)]
+pub async fn init_backend(prefer_webgpu: bool) -> Result<String, JsValue> {
+    if let Some(description) = DEVICE.with(|d| d.borrow().as_ref().map(|(_, s)| s.clone())) {
+        return Ok(description);
+    }
+    let (device, description) = if prefer_webgpu {
+        match Device::wgpu_options()
+            .graphics_api(WgpuBackend::WebGpu)
+            .init_async()
+            .await
+        {
+            Ok(device) => (device, "webgpu".to_string()),
+            Err(err) => (Device::flex(), format!("cpu (WebGPU unavailable: {err:?})")),
+        }
+    } else {
+        (Device::flex(), "cpu".to_string())
+    };
+    DEVICE.with(|d| *d.borrow_mut() = Some((device, description.clone())));
+    Ok(description)
+}
+
+/// Loads a model from its files' contents under `name`, replacing one of the same name.
+#[wasm_bindgen(js_name = loadModel)]
+pub fn load_model(
+    name: String,
+    config_json: String,
+    weights: Vec<u8>,
+    tokenizer_json: Vec<u8>,
+    meta_json: Option<String>,
+) -> Result<(), JsValue> {
+    let files = ModelFiles {
+        config_json,
+        weights,
+        tokenizer_json,
+        meta_json,
+        origin: name.clone(),
+    };
+    let model = LoadedModel::from_files(files, None, &device()?).map_err(js_error)?;
+    MODELS.with(|m| m.borrow_mut().insert(name, Rc::new(model)));
+    Ok(())
+}
+
+/// Explains `text` with the model loaded as `name`. `options_json` holds any of
+/// `{attribution, n_steps, method, baseline, internal_batch_size, target}`; the result is
+/// `{tokens, input_ids, special, attributions, target, probs, convergence_delta, ...}`.
+#[wasm_bindgen]
+pub async fn explain(name: String, text: String, options_json: String) -> Result<String, JsValue> {
+    let model = MODELS
+        .with(|m| m.borrow().get(&name).cloned())
+        .ok_or_else(|| js_error(format!("model '{name}' is not loaded")))?;
+    let options: ExplainOptions = if options_json.trim().is_empty() {
+        ExplainOptions::default()
+    } else {
+        let mut value: serde_json::Value = serde_json::from_str(&options_json).map_err(js_error)?;
+        let mut defaults = serde_json::to_value(ExplainOptions::default()).map_err(js_error)?;
+        if let (Some(d), Some(v)) = (defaults.as_object_mut(), value.as_object_mut()) {
+            d.extend(std::mem::take(v));
+        }
+        serde_json::from_value(defaults).map_err(|e| js_error(format!("options: {e}")))?
+    };
+    let result = model.explain_text(&text, &options).await.map_err(js_error)?;
+    let (tok, ex) = (&result.tokenized, &result.explanation);
+    Ok(serde_json::json!({
+        "model": name,
+        "tokens": tok.tokens,
+        "input_ids": tok.ids,
+        "special": tok.special,
+        "truncated": tok.truncated,
+        "attributions": ex.attributions,
+        "target": ex.target,
+        "probs": ex.probs,
+        "convergence_delta": ex.convergence_delta,
+        "labels": model.meta.labels,
+    })
+    .to_string())
+}
