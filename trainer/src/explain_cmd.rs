@@ -12,17 +12,9 @@ use serde_json::json;
 
 use crate::device::{self, Backend};
 
-#[derive(Args, Debug)]
-pub struct ExplainArgs {
-    /// An Astrid model directory or a Hugging Face one (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// The text to classify and explain.
-    #[arg(long)]
-    pub text: String,
-    /// Class to explain (default: the predicted class).
-    #[arg(long)]
-    pub target: Option<usize>,
+/// The Integrated Gradients options shared by `explain` and `run`.
+#[derive(Args, Debug, Clone)]
+pub struct IgArgs {
     /// Interpolation steps of Integrated Gradients.
     #[arg(long, default_value_t = 50)]
     pub n_steps: usize,
@@ -35,6 +27,34 @@ pub struct ExplainArgs {
     /// Interpolation points per forward/backward pass (default: all at once).
     #[arg(long)]
     pub internal_batch_size: Option<usize>,
+}
+
+impl IgArgs {
+    pub fn options(&self, attribution: Attribution, target: Option<usize>) -> ExplainOptions {
+        ExplainOptions {
+            attribution,
+            n_steps: self.n_steps,
+            method: self.method,
+            baseline: self.baseline,
+            internal_batch_size: self.internal_batch_size,
+            target,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// An Astrid model directory or a Hugging Face one (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The text to classify and explain.
+    #[arg(long)]
+    pub text: String,
+    /// Class to explain (default: the predicted class).
+    #[arg(long)]
+    pub target: Option<usize>,
+    #[command(flatten)]
+    pub ig: IgArgs,
     /// ig, saliency or grad-input.
     #[arg(long, default_value = "ig")]
     pub attribution: Attribution,
@@ -53,14 +73,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let selected = device::select(args.backend)?;
     let loaded = LoadedModel::from_dir(&args.model, args.max_length, &selected.device)
         .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
-    let options = ExplainOptions {
-        attribution: args.attribution,
-        n_steps: args.n_steps,
-        method: args.method,
-        baseline: args.baseline,
-        internal_batch_size: args.internal_batch_size,
-        target: args.target,
-    };
+    let options = args.ig.options(args.attribution, args.target);
     let started = Instant::now();
     let result = pollster::block_on(loaded.explain_text(&args.text, &options))?;
     let seconds = started.elapsed().as_secs_f64();
@@ -82,10 +95,10 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             "f_input": ex.f_input,
             "f_baseline": ex.f_baseline,
             "attribution": args.attribution.name(),
-            "n_steps": args.n_steps,
-            "method": args.method.name(),
-            "baseline": args.baseline.name(),
-            "internal_batch_size": args.internal_batch_size,
+            "n_steps": args.ig.n_steps,
+            "method": args.ig.method.name(),
+            "baseline": args.ig.baseline.name(),
+            "internal_batch_size": args.ig.internal_batch_size,
             "words": words.iter().map(|w| json!({"text": w.text, "attribution": w.attribution, "tokens": w.tokens})).collect::<Vec<_>>(),
             "seconds": seconds,
         });
@@ -112,7 +125,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     if let Some(delta) = ex.convergence_delta {
         println!(
             "method    {} ({}, {} steps, {} baseline), convergence delta {delta:+.2e}",
-            args.attribution, args.method, args.n_steps, args.baseline
+            args.attribution, args.ig.method, args.ig.n_steps, args.ig.baseline
         );
     } else {
         println!("method    {}", args.attribution);

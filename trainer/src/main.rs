@@ -1,9 +1,19 @@
-//! `trainer`: Astrid's command line. Explains a model's predictions with Integrated
-//! Gradients (`explain`) and measures how fast that runs (`bench`).
+//! `trainer`: Astrid's command line. Trains a teacher and its students and compares their
+//! reasons (`run`), explains single texts (`explain`), exports the web bundle (`export`),
+//! describes data (`data stats`) and measures speed (`bench`).
 
+mod atomic;
 mod bench;
+mod data;
 mod device;
 mod explain_cmd;
+mod export;
+mod metrics;
+mod report;
+mod run;
+mod suite;
+mod train;
+mod vocab;
 
 use std::process::ExitCode;
 
@@ -22,16 +32,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train the teacher and five students, explain, compare, rank, report.
+    Run(Box<run::RunArgs>),
     /// Explain one text with a trained model: token attributions for its prediction.
     Explain(explain_cmd::ExplainArgs),
+    /// Write the web app's model bundle from a run.
+    Export(export::ExportArgs),
+    /// Look at a data file.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Measure IG and forward speed of the model presets on random weights.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Rows, label balance, token-length percentiles, split sizes.
+    Stats(run::DataArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(*args),
         Command::Explain(args) => explain_cmd::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Data {
+            command: DataCommand::Stats(args),
+        } => run::stats(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -1,0 +1,329 @@
+//! `trainer run` end to end at test size: the embedded default, a kill and a resume, a
+//! sample of the real SCOTUS data, and the web export.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use astrid_e2e::{root, trainer, trainer_bin, trainer_json};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("astrid-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+const SMALL: &[&str] = &[
+    "--suite",
+    "test",
+    "--corpus-size",
+    "240",
+    "--explain-n",
+    "6",
+    "--n-steps",
+    "8",
+    "--max-length",
+    "64",
+    "--quiet",
+];
+
+fn run_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--out", out];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    args
+}
+
+fn results(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("results.json")).expect("valid JSON")
+}
+
+/// The recommendation follows from the thresholds and the numbers in results.json.
+fn check_results(r: &serde_json::Value) {
+    let models = r["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "teacher_bert",
+            "distilbert",
+            "custom_6x512",
+            "tinybert",
+            "minilm",
+            "custom_2x384"
+        ]
+    );
+    let min_acc = r["thresholds"]["min_accuracy"].as_f64().unwrap();
+    let min_sim = r["thresholds"]["min_similarity"].as_f64().unwrap();
+    let mut expected: Option<(&str, u64)> = None;
+    for m in &models[1..] {
+        let sim = m["similarity_mean"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&sim), "{sim}");
+        let [lo, hi] = [
+            m["similarity_ci"][0].as_f64().unwrap(),
+            m["similarity_ci"][1].as_f64().unwrap(),
+        ];
+        assert!(lo <= sim + 1e-12 && sim <= hi + 1e-12, "{lo} {sim} {hi}");
+        assert!((-1.0..=1.0).contains(&m["spearman_mean"].as_f64().unwrap()));
+        let acc = m["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+        let passes = acc >= min_acc && sim >= min_sim;
+        assert_eq!(m["verdict"].as_str().unwrap().starts_with("keep"), passes, "{m}");
+        let params = m["params"].as_u64().unwrap();
+        if passes && expected.is_none_or(|(_, p)| params < p) {
+            expected = Some((m["name"].as_str().unwrap(), params));
+        }
+    }
+    assert_eq!(r["recommended"].as_str(), expected.map(|(n, _)| n), "recommendation");
+    assert!(models[0]["params"].as_u64().unwrap() > models[5]["params"].as_u64().unwrap());
+}
+
+fn no_partial_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            !name.contains(".partial") && !name.contains(".tmp-"),
+            "left behind: {}",
+            path.display()
+        );
+        if path.is_dir() {
+            no_partial_files(&path);
+        }
+    }
+}
+
+#[test]
+fn run_on_the_embedded_default_then_export() {
+    let out = temp_dir("run");
+    let out_s = out.to_str().unwrap().to_string();
+    let status = trainer(&run_args(&out_s, &["--epochs", "2"]));
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.contains("teacher_bert") && stdout.contains("verdict"),
+        "{stdout}"
+    );
+    let r = results(&out);
+    check_results(&r);
+    assert_eq!(r["data"]["planted_signal"], true);
+    for m in r["models"].as_array().unwrap() {
+        assert!(m["rationale_mass"].as_f64().unwrap() >= 0.0);
+    }
+    for file in [
+        "report.md",
+        "report.html",
+        "split.json",
+        "tokenizer.json",
+        "explanations/minilm.jsonl",
+    ] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("custom_2x384"));
+    no_partial_files(&out);
+
+    // Each model directory is one `trainer explain` accepts.
+    let model = out.join("models/tinybert");
+    let e = trainer_json(&[
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "The court found that the appeal was filed late.",
+        "--json",
+        "--n-steps",
+        "10",
+    ]);
+    assert!(e["attributions"].as_array().unwrap().len() > 3);
+
+    // The web bundle: every file's sha256 is in the manifest.
+    let bundle = out.join("bundle");
+    let exported = trainer(&["export", "--run", &out_s, "--to", bundle.to_str().unwrap()]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["models"].as_array().unwrap().len(), 6);
+    assert!(!manifest["samples"].as_array().unwrap().is_empty());
+    let weights = &manifest["models"][5]["files"]["model.safetensors"];
+    let bytes = std::fs::read(bundle.join("custom_2x384/model.safetensors")).unwrap();
+    assert_eq!(weights["size"].as_u64().unwrap() as usize, bytes.len());
+    assert_eq!(weights["sha256"].as_str().unwrap().len(), 64);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_without_retraining_finished_models() {
+    let out = temp_dir("resume");
+    let out_s = out.to_str().unwrap().to_string();
+    let args = run_args(&out_s, &["--epochs", "3", "--patience", "5"]);
+    let mut child = Command::new(trainer_bin())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the teacher is finished and the next model has started.
+    let started = Instant::now();
+    let marker = out.join("checkpoints/distilbert/state.json");
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the run did not get going"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended before it could be killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let teacher_before = std::fs::read(out.join("checkpoints/teacher_bert/best.safetensors")).unwrap();
+    let state = |role: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(format!("checkpoints/{role}/state.json"))).unwrap())
+            .unwrap()
+    };
+    let distil_epochs_before = state("distilbert")["epochs_done"].as_u64().unwrap();
+    assert!(distil_epochs_before >= 1);
+
+    let again = trainer(&args);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming"));
+    // The teacher was not retrained: same weights, same history.
+    assert_eq!(
+        std::fs::read(out.join("checkpoints/teacher_bert/best.safetensors")).unwrap(),
+        teacher_before
+    );
+    let distil = state("distilbert");
+    assert_eq!(distil["epochs_done"], 3);
+    assert_eq!(
+        distil["history"].as_array().unwrap().len(),
+        3,
+        "history kept across the kill"
+    );
+    check_results(&results(&out));
+    no_partial_files(&out);
+
+    // The same directory with other settings is refused rather than mixed.
+    let other = trainer(&run_args(&out_s, &["--epochs", "4"]));
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("other settings"));
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn scotus() -> PathBuf {
+    root().join("../shared/data/scotus/justice.csv")
+}
+
+#[test]
+fn runs_on_a_sample_of_the_scotus_data() {
+    let data = scotus();
+    assert!(
+        data.exists(),
+        "{} is missing: the shared data set is expected beside the project",
+        data.display()
+    );
+    let out = temp_dir("scotus");
+    let out_s = out.to_str().unwrap().to_string();
+    let data_s = data.to_str().unwrap().to_string();
+    let args = vec![
+        "run",
+        "--out",
+        &out_s,
+        "--data",
+        &data_s,
+        "--sample",
+        "150",
+        "--suite",
+        "test",
+        "--epochs",
+        "1",
+        "--explain-n",
+        "4",
+        "--n-steps",
+        "6",
+        "--max-length",
+        "96",
+        "--vocab-size",
+        "2000",
+        "--quiet",
+    ];
+    let status = trainer(&args);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let r = results(&out);
+    check_results(&r);
+    assert!(r["data"]["source"].as_str().unwrap().ends_with("justice.csv"));
+    assert_eq!(r["data"]["labels"], serde_json::json!(["False", "True"]));
+    assert_eq!(r["data"]["texts"], 150);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn data_stats_describes_the_scotus_file() {
+    let out = trainer(&[
+        "data",
+        "stats",
+        "--data",
+        scotus().to_str().unwrap(),
+        "--vocab-size",
+        "4000",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("2987 labelled (12 with blank labels dropped)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("True") && stdout.contains("1933"), "{stdout}");
+    assert!(stdout.contains("p95"), "{stdout}");
+}
+
+#[test]
+fn bad_data_gets_a_clear_error() {
+    let dir = temp_dir("bad-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let one_class = dir.join("one.csv");
+    std::fs::write(&one_class, "text,label\na,x\nb,x\nc,x\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--data".into(), dir.join("missing.csv").display().to_string()],
+            "missing.csv",
+        ),
+        (
+            vec![
+                "--data".into(),
+                one_class.display().to_string(),
+                "--text-col".into(),
+                "text".into(),
+                "--label-col".into(),
+                "label".into(),
+            ],
+            "two classes",
+        ),
+        (
+            vec![
+                "--data".into(),
+                one_class.display().to_string(),
+                "--text-col".into(),
+                "body".into(),
+                "--label-col".into(),
+                "label".into(),
+            ],
+            "no column 'body'",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let out_dir = dir.join("out").display().to_string();
+        let mut args: Vec<&str> = vec!["run", "--out", &out_dir, "--suite", "test", "--quiet"];
+        args.extend(extra.iter().map(String::as_str));
+        let out = trainer(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,346 @@
+//! Reading labelled texts from CSV, TSV or JSONL files, with errors that name the file, row
+//! and field.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+
+use super::Dataset;
+
+/// Which columns hold the text and the label, and in what order labels become classes.
+#[derive(Debug, Clone, Default)]
+pub struct Columns {
+    pub text: Option<String>,
+    pub label: Option<String>,
+    /// Label values in class order; default: sorted (false < true, numbers numerically).
+    pub label_order: Option<Vec<String>>,
+}
+
+/// A text/label pair with the 1-based row it came from (the header is row 1 in CSV).
+struct Row {
+    text: String,
+    label: String,
+    row: usize,
+}
+
+/// Reads `path` by its extension: `.csv`, `.tsv`, `.jsonl`/`.ndjson`. SCOTUS's `justice.csv`
+/// is recognised by its `facts` and `first_party_winner` columns: the HTML in `facts` is
+/// stripped and its entities decoded.
+pub fn load(path: &Path, columns: &Columns) -> anyhow::Result<Dataset> {
+    let shown = path.display().to_string();
+    if !path.is_file() {
+        bail!("{shown}: no such file; give a CSV, TSV or JSONL file of labelled texts");
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (rows, html) = match ext.as_str() {
+        "csv" => read_delimited(path, b',', columns)?,
+        "tsv" | "tab" => read_delimited(path, b'\t', columns)?,
+        "jsonl" | "ndjson" => (read_jsonl(path, columns)?, false),
+        other => bail!("{shown}: unknown file type '.{other}'; use .csv, .tsv or .jsonl"),
+    };
+    build(rows, &shown, columns, html)
+}
+
+fn is_scotus(headers: &[String]) -> bool {
+    headers.iter().any(|h| h == "facts") && headers.iter().any(|h| h == "first_party_winner")
+}
+
+fn find_column(headers: &[String], name: &str, role: &str, shown: &str) -> anyhow::Result<usize> {
+    headers.iter().position(|h| h == name).ok_or_else(|| {
+        anyhow!(
+            "{shown}: no column '{name}' for the {role}; the columns are: {}",
+            headers
+                .iter()
+                .filter(|h| !h.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Result<(Vec<Row>, bool)> {
+    let shown = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(false)
+        .from_path(path)
+        .with_context(|| format!("{shown}: cannot open"))?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| csv_error(&shown, e))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let scotus = columns.text.is_none() && columns.label.is_none() && is_scotus(&headers);
+    let (text_name, label_name) = if scotus {
+        ("facts".to_string(), "first_party_winner".to_string())
+    } else {
+        match (&columns.text, &columns.label) {
+            (Some(t), Some(l)) => (t.clone(), l.clone()),
+            _ => bail!(
+                "{shown}: say which columns hold the text and the label with --text-col and --label-col; the columns are: {}",
+                headers.join(", ")
+            ),
+        }
+    };
+    let text_at = find_column(&headers, &text_name, "text (--text-col)", &shown)?;
+    let label_at = find_column(&headers, &label_name, "label (--label-col)", &shown)?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(&shown, e))?;
+        let row = record.position().map_or(0, |p| p.line() as usize);
+        rows.push(Row {
+            text: record.get(text_at).unwrap_or("").to_string(),
+            label: record.get(label_at).unwrap_or("").to_string(),
+            row,
+        });
+    }
+    Ok((rows, scotus))
+}
+
+fn csv_error(shown: &str, err: csv::Error) -> anyhow::Error {
+    match err.kind() {
+        csv::ErrorKind::Utf8 { pos, err } => anyhow!(
+            "{shown}: line {}, field {}: not UTF-8 text ({err}); re-save the file as UTF-8",
+            pos.as_ref().map_or(0, |p| p.line()),
+            err.field() + 1
+        ),
+        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => anyhow!(
+            "{shown}: line {}: {len} fields where the header has {expected_len}; check quoting",
+            pos.as_ref().map_or(0, |p| p.line())
+        ),
+        _ => anyhow!("{shown}: {err}"),
+    }
+}
+
+fn read_jsonl(path: &Path, columns: &Columns) -> anyhow::Result<Vec<Row>> {
+    let shown = path.display().to_string();
+    let (Some(text_name), Some(label_name)) = (&columns.text, &columns.label) else {
+        bail!("{shown}: say which fields hold the text and the label with --text-col and --label-col");
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
+    let mut rows = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let line = std::str::from_utf8(line).map_err(|e| {
+            anyhow!(
+                "{shown}: line {line_no}, column {}: not UTF-8 text; re-save the file as UTF-8",
+                e.valid_up_to() + 1
+            )
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| anyhow!("{shown}: line {line_no}, column {}: {e}", e.column()))?;
+        let field = |name: &str| -> anyhow::Result<String> {
+            match value.get(name) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Null) | None if name == label_name => Ok(String::new()),
+                Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => Ok(v.to_string()),
+                Some(other) => bail!("{shown}: line {line_no}: field \"{name}\" is {other}, not text"),
+                None => bail!("{shown}: line {line_no}: no field \"{name}\""),
+            }
+        };
+        rows.push(Row {
+            text: field(text_name)?,
+            label: field(label_name)?,
+            row: line_no,
+        });
+    }
+    Ok(rows)
+}
+
+/// Removes HTML tags, decodes entities and folds white space.
+pub fn strip_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let decoded = html_escape::decode_html_entities(&out);
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Normalises a label: booleans in any case become `False`/`True`.
+fn normalise_label(label: &str) -> String {
+    let trimmed = label.trim();
+    match trimmed.to_ascii_lowercase().as_str() {
+        "true" => "True".to_string(),
+        "false" => "False".to_string(),
+        _ => trimmed.to_string(),
+    }
+}
+
+fn default_order(values: &BTreeSet<String>) -> Vec<String> {
+    let mut order: Vec<String> = values.iter().cloned().collect();
+    if order.iter().all(|v| v.parse::<f64>().is_ok()) {
+        order.sort_by(|a, b| {
+            a.parse::<f64>()
+                .unwrap_or(0.0)
+                .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
+        });
+    }
+    order
+}
+
+fn build(rows: Vec<Row>, shown: &str, columns: &Columns, html: bool) -> anyhow::Result<Dataset> {
+    let mut texts = Vec::new();
+    let mut raw_labels = Vec::new();
+    let mut dropped = 0;
+    let text_field = columns.text.as_deref().unwrap_or("facts");
+    for row in rows {
+        let label = normalise_label(&row.label);
+        if label.is_empty() {
+            dropped += 1;
+            continue;
+        }
+        let text = if html {
+            strip_html(&row.text)
+        } else {
+            row.text.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        if text.is_empty() {
+            bail!(
+                "{shown}: row {}: field \"{text_field}\" is empty; remove the row or fill in its text",
+                row.row
+            );
+        }
+        texts.push(text);
+        raw_labels.push((label, row.row));
+    }
+    if texts.is_empty() {
+        bail!("{shown}: no labelled rows");
+    }
+    let values: BTreeSet<String> = raw_labels.iter().map(|(l, _)| l.clone()).collect();
+    let order = match &columns.label_order {
+        Some(order) => {
+            let order: Vec<String> = order.iter().map(|l| normalise_label(l)).collect();
+            if let Some((label, row)) = raw_labels.iter().find(|(l, _)| !order.contains(l)) {
+                bail!(
+                    "{shown}: row {row}: label \"{label}\" is not in --labels ({}); add it or remove the row",
+                    order.join(", ")
+                );
+            }
+            order
+        }
+        None => default_order(&values),
+    };
+    if values.len() < 2 {
+        bail!(
+            "{shown}: every row has the label \"{}\"; a classifier needs at least two classes",
+            values.iter().next().cloned().unwrap_or_default()
+        );
+    }
+    let labels = raw_labels
+        .iter()
+        .map(|(l, _)| order.iter().position(|o| o == l).unwrap_or(0))
+        .collect();
+    Ok(Dataset {
+        texts,
+        labels,
+        label_names: order,
+        source: shown.to_string(),
+        dropped_blank_labels: dropped,
+        rationale_spans: Vec::new(),
+        shortcut_spans: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, content: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("astrid-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    fn cols(text: &str, label: &str) -> Columns {
+        Columns {
+            text: Some(text.into()),
+            label: Some(label.into()),
+            label_order: None,
+        }
+    }
+
+    #[test]
+    fn scotus_layout_is_recognised_and_cleaned() {
+        let path = write(
+            "justice.csv",
+            b",ID,facts,first_party_winner\n0,1,\"<p>A &amp; B sued.</p>\n\",TRUE\n1,2,<p>C lost.</p>,False\n2,3,<p>D</p>,\n",
+        );
+        let data = load(&path, &Columns::default()).unwrap();
+        assert_eq!(data.texts, ["A & B sued.", "C lost."]);
+        assert_eq!(data.label_names, ["False", "True"]);
+        assert_eq!(data.labels, [1, 0]);
+        assert_eq!(data.dropped_blank_labels, 1);
+    }
+
+    #[test]
+    fn tsv_and_jsonl_with_stated_label_order() {
+        let tsv = write("d.tsv", b"t\tl\nfoo\tneg\nbar\tpos\nbaz\tneu\n");
+        let order = Columns {
+            label_order: Some(vec!["pos".into(), "neu".into(), "neg".into()]),
+            ..cols("t", "l")
+        };
+        let data = load(&tsv, &order).unwrap();
+        assert_eq!(data.labels, [2, 0, 1]);
+        let jsonl = write("d.jsonl", b"{\"t\": \"foo\", \"l\": 1}\n\n{\"t\": \"bar\", \"l\": 0}\n");
+        let data = load(&jsonl, &cols("t", "l")).unwrap();
+        assert_eq!(
+            (data.labels.clone(), data.label_names.clone()),
+            (vec![1, 0], vec!["0".to_string(), "1".to_string()])
+        );
+    }
+
+    #[test]
+    fn errors_name_file_row_and_field() {
+        let missing = load(Path::new("/no/such.csv"), &cols("t", "l"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("/no/such.csv"), "{missing}");
+        let p = write("c.csv", b"t,l\nfoo,a\nbar,b\n");
+        let err = load(&p, &cols("text", "l")).unwrap_err().to_string();
+        assert!(err.contains("'text'") && err.contains("t, l"), "{err}");
+        let one = write("one.csv", b"t,l\nfoo,a\nbar,a\n");
+        assert!(
+            load(&one, &cols("t", "l"))
+                .unwrap_err()
+                .to_string()
+                .contains("two classes")
+        );
+        let empty = write("empty.csv", b"t,l\nfoo,a\n,b\n");
+        let err = load(&empty, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("row 3") && err.contains("\"t\""), "{err}");
+        let latin1 = write("latin.csv", b"t,l\nfo\xe9,a\nbar,b\n");
+        let err = load(&latin1, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("UTF-8"), "{err}");
+        let unmapped = Columns {
+            label_order: Some(vec!["a".into()]),
+            ..cols("t", "l")
+        };
+        let err = load(&p, &unmapped).unwrap_err().to_string();
+        assert!(err.contains("row 3") && err.contains("\"b\""), "{err}");
+        let bad_json = write("bad.jsonl", b"{\"t\": \"x\", \"l\": 1}\n{\"t\": \n");
+        let err = load(&bad_json, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

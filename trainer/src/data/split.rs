@@ -1,0 +1,126 @@
+//! A deterministic, stratified train / validation / test split.
+
+use serde::{Deserialize, Serialize};
+
+use super::Dataset;
+
+/// SplitMix64: a small, well-known generator whose output is fixed by its seed on every
+/// platform and version, so a split (and the generated corpus) is reproducible forever.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// Indices of the texts in each part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub seed: u64,
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// Shuffles each class with `seed` and deals `validation` and `test` fractions of it out,
+/// so every part keeps the class balance. Each part gets at least one text per class when
+/// the class has three or more.
+pub fn stratified(data: &Dataset, validation: f64, test: f64, seed: u64) -> Split {
+    let mut rng = SplitMix64::new(seed);
+    let mut split = Split {
+        seed,
+        train: Vec::new(),
+        validation: Vec::new(),
+        test: Vec::new(),
+    };
+    for class in 0..data.label_names.len() {
+        let mut members: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == class).collect();
+        rng.shuffle(&mut members);
+        let n = members.len();
+        let share = |fraction: f64| {
+            if n >= 3 {
+                ((n as f64 * fraction).round() as usize).max(1)
+            } else {
+                0
+            }
+        };
+        let (n_val, n_test) = (share(validation), share(test));
+        split.validation.extend_from_slice(&members[..n_val]);
+        split.test.extend_from_slice(&members[n_val..n_val + n_test]);
+        split.train.extend_from_slice(&members[n_val + n_test..]);
+    }
+    for part in [&mut split.train, &mut split.validation, &mut split.test] {
+        part.sort_unstable();
+    }
+    split
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(labels: Vec<usize>) -> Dataset {
+        Dataset {
+            texts: labels.iter().map(|l| format!("t{l}")).collect(),
+            labels,
+            label_names: vec!["a".into(), "b".into()],
+            source: "test".into(),
+            dropped_blank_labels: 0,
+            rationale_spans: vec![],
+            shortcut_spans: vec![],
+        }
+    }
+
+    #[test]
+    fn split_is_stratified_disjoint_and_deterministic() {
+        let labels: Vec<usize> = (0..300).map(|i| usize::from(i % 3 == 0)).collect();
+        let d = data(labels);
+        let s = stratified(&d, 0.1, 0.1, 42);
+        assert_eq!(s, stratified(&d, 0.1, 0.1, 42));
+        assert_ne!(s.validation, stratified(&d, 0.1, 0.1, 43).validation);
+        let mut all: Vec<usize> = s.train.iter().chain(&s.validation).chain(&s.test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..300).collect::<Vec<_>>());
+        let ones = |part: &[usize]| part.iter().filter(|&&i| d.labels[i] == 1).count();
+        assert_eq!((s.validation.len(), ones(&s.validation)), (30, 10));
+        assert_eq!((s.test.len(), ones(&s.test)), (30, 10));
+    }
+
+    #[test]
+    fn splitmix_reference_values() {
+        // First outputs for seed 1234567 of the reference SplitMix64 (Vigna).
+        let mut rng = SplitMix64::new(1234567);
+        assert_eq!(rng.next_u64(), 6457827717110365317);
+        assert_eq!(rng.next_u64(), 3203168211198807973);
+    }
+}

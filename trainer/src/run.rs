@@ -1,0 +1,788 @@
+//! `trainer run`: train the teacher and its students, evaluate them, explain validation
+//! texts with every model, compare each student's reasons with the teacher's, rank them,
+//! and write the report. Every stage's output is kept in the run directory, so running the
+//! same command again after a kill resumes instead of starting over.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use astrid::EncoderClassifier;
+use astrid::bundle::{ModelMeta, TOKENIZER_FILE, save_model_dir};
+use astrid::compare::{cosine, merge_wordpieces, spearman, top_k_overlap};
+use astrid::explain::{Attribution, ExplainInput, ExplainOptions, explain};
+use astrid::tokenize::{TextTokenizer, TokenizedText};
+use burn::module::Module;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::atomic::write_atomic;
+use crate::data::Dataset;
+use crate::data::load::{Columns, load};
+use crate::data::split::{Split, stratified};
+use crate::data::synthetic::{CorpusSpec, generate};
+use crate::device::{self, Backend};
+use crate::explain_cmd::IgArgs;
+use crate::metrics::{Classification, Summary, classification, summarise};
+use crate::report;
+use crate::suite::suite;
+use crate::train::{CheckpointDir, Distill, Encoded, TrainOptions, argmax, predict_logits, train};
+use crate::vocab::train_wordpiece;
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Labelled texts: CSV, TSV or JSONL (SCOTUS justice.csv is recognised). Default: the
+    /// embedded generated corpus.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Column (or JSON field) with the text.
+    #[arg(long)]
+    pub text_col: Option<String>,
+    /// Column (or JSON field) with the label.
+    #[arg(long)]
+    pub label_col: Option<String>,
+    /// Label values in class order, comma separated (default: sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Use only the first N labelled rows.
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Size of the embedded corpus.
+    #[arg(long, default_value_t = 1600)]
+    pub corpus_size: usize,
+    /// Embedded corpus without the planted shortcut word.
+    #[arg(long)]
+    pub no_shortcut: bool,
+    /// Seed of the split (and of the embedded corpus).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// A Hugging Face tokenizer.json (default: taken from an --init checkpoint, else a
+    /// WordPiece vocabulary trained on the training split).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Size of the trained WordPiece vocabulary.
+    #[arg(long, default_value_t = 8000)]
+    pub vocab_size: usize,
+    /// Longest token sequence (texts are cut, keeping [CLS] … [SEP]).
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// quick (reduced sizes, minutes on a CPU), paper (the real shapes) or test (tiny).
+    #[arg(long, default_value = "quick")]
+    pub suite: String,
+    /// The run directory (default runs/<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub backend: Backend,
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Peak learning rate (default 5e-4 from scratch, 5e-5 with --init).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Early stopping: epochs without a better validation accuracy.
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    /// Train the students on the trained teacher's logits as well as the labels.
+    #[arg(long)]
+    pub distill: bool,
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
+    /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable).
+    #[arg(long = "init", value_name = "ROLE=DIR")]
+    pub init: Vec<String>,
+    /// How many validation texts to explain with every model.
+    #[arg(long, default_value_t = 50)]
+    pub explain_n: usize,
+    #[command(flatten)]
+    pub ig: IgArgs,
+    /// Which class each model explains: its own prediction (model), the teacher's, or the label.
+    #[arg(long, default_value = "model")]
+    pub target: TargetChoice,
+    /// Keep students at or above this test accuracy.
+    #[arg(long, default_value_t = 0.70)]
+    pub min_accuracy: f64,
+    /// Keep students at or above this mean cosine similarity to the teacher.
+    #[arg(long, default_value_t = 0.80)]
+    pub min_similarity: f64,
+    /// Top-k for the overlap measure.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetChoice {
+    Model,
+    Teacher,
+    Label,
+}
+
+/// The data a run works on, tokenized.
+pub struct Prepared {
+    pub data: Dataset,
+    pub split: Split,
+    pub tokenizer_json: String,
+    pub tokenizer: TextTokenizer,
+}
+
+/// Loads (or generates) the data and decides the split and tokenizer. `saved` holds the
+/// split and tokenizer of an earlier run to reuse.
+pub fn prepare(
+    args: &DataArgs,
+    init_dirs: &BTreeMap<String, PathBuf>,
+    saved: Option<&Path>,
+) -> anyhow::Result<Prepared> {
+    let (data, mut split) = match &args.data {
+        None => generate(&CorpusSpec {
+            size: args.corpus_size,
+            seed: args.seed,
+            shortcut_rate: if args.no_shortcut {
+                0.0
+            } else {
+                CorpusSpec::default().shortcut_rate
+            },
+            ..CorpusSpec::default()
+        }),
+        Some(path) => {
+            let columns = Columns {
+                text: args.text_col.clone(),
+                label: args.label_col.clone(),
+                label_order: args.labels.clone(),
+            };
+            let mut data = load(path, &columns)?;
+            if let Some(n) = args.sample {
+                data.texts.truncate(n);
+                data.labels.truncate(n);
+            }
+            let split = stratified(&data, 0.1, 0.1, args.seed);
+            (data, split)
+        }
+    };
+    if data.class_counts().iter().filter(|&&c| c > 0).count() < 2 {
+        bail!("{}: the texts used hold a single class; use more rows", data.source);
+    }
+    if let Some(dir) = saved {
+        let path = dir.join("split.json");
+        if path.exists() {
+            split = serde_json::from_str(&std::fs::read_to_string(&path)?)
+                .with_context(|| format!("{}", path.display()))?;
+        }
+    }
+    if split.validation.is_empty() || split.test.is_empty() {
+        bail!(
+            "{}: too few texts for a validation and a test part ({} texts)",
+            data.source,
+            data.len()
+        );
+    }
+    let saved_tokenizer = saved.map(|d| d.join(TOKENIZER_FILE)).filter(|p| p.exists());
+    let tokenizer_json = if let Some(path) = saved_tokenizer {
+        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?
+    } else if let Some(path) = &args.tokenizer {
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the tokenizer", path.display()))?
+    } else if let Some(dir) = init_dirs.values().find(|d| d.join(TOKENIZER_FILE).exists()) {
+        std::fs::read_to_string(dir.join(TOKENIZER_FILE))?
+    } else {
+        train_wordpiece(split.train.iter().map(|&i| &data.texts[i]), args.vocab_size)?
+    };
+    let tokenizer = TextTokenizer::from_bytes(tokenizer_json.as_bytes(), "tokenizer.json", args.max_length)?;
+    Ok(Prepared {
+        data,
+        split,
+        tokenizer_json,
+        tokenizer,
+    })
+}
+
+fn encode(prepared: &Prepared, indices: &[usize]) -> anyhow::Result<(Encoded, Vec<TokenizedText>)> {
+    let mut encoded = Encoded::default();
+    let mut tokenized = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let t = prepared
+            .tokenizer
+            .encode(&prepared.data.texts[i])
+            .with_context(|| format!("{}: text {}", prepared.data.source, i + 1))?;
+        encoded.ids.push(t.ids.clone());
+        encoded.labels.push(prepared.data.labels[i]);
+        tokenized.push(t);
+    }
+    Ok((encoded, tokenized))
+}
+
+/// One model's results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelResult {
+    pub name: String,
+    pub architecture: String,
+    pub layers: usize,
+    pub hidden: usize,
+    pub params: usize,
+    pub accuracy: f64,
+    pub f1: f64,
+    pub confusion: Vec<Vec<usize>>,
+    pub inference_seq_per_s: f64,
+    pub train_seq_per_s: f64,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub validation_accuracy: f64,
+    pub mean_abs_convergence_delta: f64,
+    pub similarity_mean: Option<f64>,
+    pub similarity_std: Option<f64>,
+    pub similarity_ci: Option<[f64; 2]>,
+    pub spearman_mean: Option<f64>,
+    pub top_k_overlap_mean: Option<f64>,
+    pub word_similarity_mean: Option<f64>,
+    pub rationale_mass: Option<f64>,
+    pub shortcut_mass: Option<f64>,
+    pub verdict: String,
+}
+
+/// Saved attributions of one validation text by one model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextAttribution {
+    pub index: usize,
+    pub tokens: Vec<String>,
+    pub special: Vec<bool>,
+    pub attributions: Vec<f32>,
+    pub target: usize,
+    pub probs: Vec<f32>,
+    pub convergence_delta: Option<f32>,
+    pub label: usize,
+}
+
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let Some((role, dir)) = spec.split_once('=') else {
+            bail!("--init {spec}: expected ROLE=DIR, e.g. teacher_bert=checkpoints/bert-base-uncased");
+        };
+        if !crate::suite::ROLES.contains(&role) {
+            bail!(
+                "--init {spec}: unknown role '{role}'; roles are {}",
+                crate::suite::ROLES.join(", ")
+            );
+        }
+        out.insert(role.to_string(), PathBuf::from(dir));
+    }
+    Ok(out)
+}
+
+/// The settings that must not change between a run and its resumption.
+fn fingerprint(args: &RunArgs) -> serde_json::Value {
+    json!({
+        "suite": args.suite, "data": args.data.data, "sample": args.data.sample, "seed": args.data.seed,
+        "corpus_size": args.data.corpus_size, "no_shortcut": args.data.no_shortcut,
+        "text_col": args.data.text_col, "label_col": args.data.label_col, "labels": args.data.labels,
+        "max_length": args.data.max_length, "vocab_size": args.data.vocab_size, "tokenizer": args.data.tokenizer,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "distill": args.distill,
+        "init": args.init, "explain_n": args.explain_n, "n_steps": args.ig.n_steps, "method": args.ig.method.name(),
+        "baseline": args.ig.baseline.name(), "target": args.target,
+    })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
+    let settings_path = out.join("run.json");
+    let settings = fingerprint(&args);
+    let resuming = settings_path.exists();
+    if resuming {
+        let before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&settings_path)?)
+            .with_context(|| format!("{}: unreadable", settings_path.display()))?;
+        if before != settings {
+            bail!(
+                "{} holds a run with other settings; resume it with the same command, or choose another --out",
+                out.display()
+            );
+        }
+    }
+    // Read and check the data before anything is written.
+    let inits = parse_inits(&args.init)?;
+    let prepared = prepare(&args.data, &inits, resuming.then_some(out.as_path()))?;
+    let selected = device::select(args.backend)?;
+    let device = &selected.device;
+    device.seed(args.data.seed);
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run directory", out.display()))?;
+    if resuming {
+        eprintln!("resuming the run in {}", out.display());
+    }
+    eprintln!("backend: {}", selected.description);
+    write_atomic(&settings_path, serde_json::to_string_pretty(&settings)?.as_bytes())?;
+    write_atomic(
+        &out.join("split.json"),
+        serde_json::to_string(&prepared.split)?.as_bytes(),
+    )?;
+    write_atomic(&out.join(TOKENIZER_FILE), prepared.tokenizer_json.as_bytes())?;
+    let data = &prepared.data;
+    eprintln!(
+        "data: {} ({} texts; train {}, validation {}, test {}; classes {:?} = {:?}{})",
+        data.source,
+        data.len(),
+        prepared.split.train.len(),
+        prepared.split.validation.len(),
+        prepared.split.test.len(),
+        data.label_names,
+        data.class_counts(),
+        if data.dropped_blank_labels > 0 {
+            format!("; {} rows with blank labels dropped", data.dropped_blank_labels)
+        } else {
+            String::new()
+        }
+    );
+    let (train_set, _) = encode(&prepared, &prepared.split.train)?;
+    let (val_set, val_tokens) = encode(&prepared, &prepared.split.validation)?;
+    let (test_set, _) = encode(&prepared, &prepared.split.test)?;
+
+    let models = suite(
+        &args.suite,
+        prepared.tokenizer.vocab_size().max(8),
+        args.data.max_length,
+    )?;
+    let lr = args.lr.unwrap_or(if inits.is_empty() { 5e-4 } else { 5e-5 });
+    let mut trained: Vec<(String, EncoderClassifier, crate::train::TrainState)> = Vec::new();
+    let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
+    for (k, (role, mut config)) in models.into_iter().enumerate() {
+        config.num_labels = data.label_names.len();
+        let initial = match inits.get(&role) {
+            Some(dir) => {
+                let loaded = astrid::bundle::LoadedModel::from_dir(dir, Some(args.data.max_length), device);
+                match loaded {
+                    Ok(m) => m.model,
+                    Err(_) => {
+                        // A checkpoint without a head: load its encoder and start a fresh head.
+                        let config_json = std::fs::read_to_string(dir.join("config.json"))
+                            .with_context(|| format!("--init {role}: {}/config.json", dir.display()))?;
+                        let mut hf = astrid::ModelConfig::from_hf_json(
+                            &config_json,
+                            &dir.join("config.json").display().to_string(),
+                        )?;
+                        hf.num_labels = data.label_names.len();
+                        let weights = std::fs::read(dir.join("model.safetensors"))
+                            .with_context(|| format!("--init {role}: {}/model.safetensors", dir.display()))?;
+                        let (model, report) = astrid::checkpoint::load_safetensors_bytes(
+                            &hf,
+                            weights,
+                            &dir.join("model.safetensors").display().to_string(),
+                            true,
+                            device,
+                        )?;
+                        if !report.fresh_head.is_empty() {
+                            eprintln!(
+                                "{role}: {} has no classification head; a fresh one is trained",
+                                dir.display()
+                            );
+                        }
+                        model
+                    }
+                }
+            }
+            None => {
+                config.validate()?;
+                device.seed(args.data.seed.wrapping_add(k as u64));
+                config.init(device)
+            }
+        };
+        let options = TrainOptions {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: lr,
+            weight_decay: args.weight_decay,
+            warmup_ratio: args.warmup,
+            clip_norm: args.clip,
+            patience: args.patience.max(1),
+            seed: args.data.seed.wrapping_add(k as u64),
+            distill: (args.distill && k > 0).then_some(Distill {
+                temperature: args.temperature,
+                alpha: args.alpha,
+            }),
+        };
+        let checkpoints = CheckpointDir(out.join("checkpoints").join(&role));
+        let result = train(
+            &role,
+            initial,
+            &train_set,
+            &val_set,
+            teacher_train_logits.as_deref(),
+            &options,
+            device,
+            &checkpoints,
+            args.quiet,
+        )?;
+        let meta = ModelMeta {
+            name: role.clone(),
+            labels: data.label_names.clone(),
+            max_length: args.data.max_length,
+        };
+        save_model_dir(
+            &out.join("models").join(&role),
+            &result.model,
+            prepared.tokenizer_json.as_bytes(),
+            &meta,
+        )?;
+        if k == 0 && args.distill {
+            teacher_train_logits = Some(pollster::block_on(predict_logits(&result.model, &train_set.ids, 64))?);
+        }
+        trained.push((role, result.model, result.state));
+    }
+
+    // Evaluation on the test split.
+    let mut results: Vec<ModelResult> = Vec::new();
+    for (name, model, state) in &trained {
+        let started = Instant::now();
+        let logits = pollster::block_on(predict_logits(model, &test_set.ids, 64))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let predicted: Vec<usize> = logits.iter().map(|l| argmax(l)).collect();
+        let Classification {
+            accuracy,
+            macro_f1,
+            confusion,
+        } = classification(&predicted, &test_set.labels, data.label_names.len());
+        results.push(ModelResult {
+            name: name.clone(),
+            architecture: model.config.architecture.model_type().to_string(),
+            layers: model.config.num_layers,
+            hidden: model.config.hidden_size,
+            params: model.num_params(),
+            accuracy,
+            f1: macro_f1,
+            confusion,
+            inference_seq_per_s: test_set.ids.len() as f64 / seconds.max(1e-9),
+            train_seq_per_s: state.history.iter().map(|h| h.sequences_per_second).sum::<f64>()
+                / state.history.len().max(1) as f64,
+            best_epoch: state.best_epoch,
+            epochs_run: state.epochs_done,
+            validation_accuracy: state.best_accuracy,
+            mean_abs_convergence_delta: f64::NAN,
+            similarity_mean: None,
+            similarity_std: None,
+            similarity_ci: None,
+            spearman_mean: None,
+            top_k_overlap_mean: None,
+            word_similarity_mean: None,
+            rationale_mass: None,
+            shortcut_mass: None,
+            verdict: String::new(),
+        });
+    }
+
+    // Explanations of the first N validation texts, for every model.
+    let n_explain = args.explain_n.min(val_tokens.len());
+    let options = args.ig.options(Attribution::Ig, None);
+    let teacher_predictions: Vec<usize> = {
+        let (_, teacher, _) = &trained[0];
+        let logits = pollster::block_on(predict_logits(teacher, &val_set.ids[..n_explain], 64))?;
+        logits.iter().map(|l| argmax(l)).collect()
+    };
+    let pad_id = prepared.tokenizer.token_id("[PAD]");
+    let mask_id = prepared.tokenizer.token_id("[MASK]");
+    let mut all_attributions: Vec<Vec<TextAttribution>> = Vec::new();
+    for (name, model, _) in &trained {
+        let path = out.join("explanations").join(format!("{name}.jsonl"));
+        let existing: Vec<TextAttribution> = std::fs::read_to_string(&path)
+            .ok()
+            .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+            .unwrap_or_default();
+        if existing.len() == n_explain {
+            all_attributions.push(existing);
+            continue;
+        }
+        let bar = if args.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(n_explain as u64)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>14} IG {bar:30} {pos}/{len} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(name.clone());
+        let mut rows = Vec::with_capacity(n_explain);
+        for (j, tokens) in val_tokens.iter().take(n_explain).enumerate() {
+            let target = match args.target {
+                TargetChoice::Model => None,
+                TargetChoice::Teacher => Some(teacher_predictions[j]),
+                TargetChoice::Label => Some(val_set.labels[j]),
+            };
+            let input = ExplainInput {
+                ids: &tokens.ids,
+                special: &tokens.special,
+                pad_id,
+                mask_id,
+            };
+            let e = pollster::block_on(explain(
+                model,
+                &input,
+                &ExplainOptions {
+                    target,
+                    ..options.clone()
+                },
+            ))?;
+            rows.push(TextAttribution {
+                index: prepared.split.validation[j],
+                tokens: tokens.tokens.clone(),
+                special: tokens.special.clone(),
+                attributions: e.attributions,
+                target: e.target,
+                probs: e.probs,
+                convergence_delta: e.convergence_delta,
+                label: val_set.labels[j],
+            });
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let jsonl: String = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|s| s + "\n"))
+            .collect::<Result<_, _>>()?;
+        write_atomic(&path, jsonl.as_bytes())?;
+        all_attributions.push(rows);
+    }
+
+    // Similarity to the teacher, and mass on the planted rationale / shortcut.
+    for (m, result) in results.iter_mut().enumerate() {
+        let rows = &all_attributions[m];
+        let deltas: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.convergence_delta.map(|d| d.abs() as f64))
+            .collect();
+        result.mean_abs_convergence_delta = deltas.iter().sum::<f64>() / deltas.len().max(1) as f64;
+        if data.has_planted_signal() {
+            let (mut rationale, mut shortcut) = (Vec::new(), Vec::new());
+            for (j, row) in rows.iter().enumerate() {
+                let text_index = prepared.split.validation[j];
+                let offsets = &val_tokens[j].offsets;
+                let total: f64 = row
+                    .attributions
+                    .iter()
+                    .zip(&row.special)
+                    .filter(|(_, s)| !**s)
+                    .map(|(a, _)| a.abs() as f64)
+                    .sum();
+                if total == 0.0 {
+                    continue;
+                }
+                let mass = |spans: &[(usize, usize)]| -> f64 {
+                    row.attributions
+                        .iter()
+                        .zip(offsets)
+                        .zip(&row.special)
+                        .filter(|((_, (s, e)), special)| !**special && spans.iter().any(|(a, b)| s < b && e > a))
+                        .map(|((a, _), _)| a.abs() as f64)
+                        .sum::<f64>()
+                        / total
+                };
+                rationale.push(mass(&data.rationale_spans[text_index]));
+                if !data.shortcut_spans[text_index].is_empty() {
+                    shortcut.push(mass(&data.shortcut_spans[text_index]));
+                }
+            }
+            result.rationale_mass = Some(rationale.iter().sum::<f64>() / rationale.len().max(1) as f64);
+            result.shortcut_mass = Some(shortcut.iter().sum::<f64>() / shortcut.len().max(1) as f64);
+        }
+        if m == 0 {
+            continue;
+        }
+        let teacher = &all_attributions[0];
+        let (mut cos, mut rho, mut overlap, mut word_cos) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (t, s) in teacher.iter().zip(rows) {
+            let keep: Vec<bool> = t.special.iter().map(|x| !x).collect();
+            cos.push(cosine(&s.attributions, &t.attributions, &keep)?);
+            rho.push(spearman(&s.attributions, &t.attributions, &keep)?);
+            overlap.push(top_k_overlap(&t.attributions, &s.attributions, &keep, args.top_k)?);
+            let tw = merge_wordpieces(&t.tokens, &t.attributions, &t.special);
+            let sw = merge_wordpieces(&s.tokens, &s.attributions, &s.special);
+            let ta: Vec<f32> = tw.iter().map(|w| w.attribution).collect();
+            let sa: Vec<f32> = sw.iter().map(|w| w.attribution).collect();
+            let wkeep: Vec<bool> = tw.iter().map(|w| !w.special).collect();
+            word_cos.push(cosine(&sa, &ta, &wkeep)?);
+        }
+        let Summary { mean, std, ci95, .. } = summarise(&cos, args.data.seed);
+        result.similarity_mean = Some(mean);
+        result.similarity_std = Some(std);
+        result.similarity_ci = Some(ci95);
+        result.spearman_mean = Some(rho.iter().sum::<f64>() / rho.len().max(1) as f64);
+        result.top_k_overlap_mean = Some(overlap.iter().sum::<f64>() / overlap.len().max(1) as f64);
+        result.word_similarity_mean = Some(word_cos.iter().sum::<f64>() / word_cos.len().max(1) as f64);
+    }
+
+    let recommended = decide(&mut results, args.min_accuracy, args.min_similarity);
+    let summary = json!({
+        "data": {
+            "source": data.source, "texts": data.len(), "labels": data.label_names, "class_counts": data.class_counts(),
+            "dropped_blank_labels": data.dropped_blank_labels, "train": prepared.split.train.len(),
+            "validation": prepared.split.validation.len(), "test": prepared.split.test.len(),
+            "planted_signal": data.has_planted_signal(),
+        },
+        "settings": settings,
+        "backend": selected.description,
+        "thresholds": {"min_accuracy": args.min_accuracy, "min_similarity": args.min_similarity},
+        "models": results,
+        "recommended": recommended.recommended,
+        "recommendation": recommended.explanation,
+    });
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    let samples: Vec<usize> = (0..n_explain.min(3)).collect();
+    report::write(&out, &summary, &results, &all_attributions, &samples)?;
+    println!("{}", report::table(&results, &recommended.explanation));
+    println!(
+        "\nwrote {}/results.json, report.md, report.html; models in {}/models/",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The decision framework's outcome.
+pub struct Decision {
+    pub recommended: Option<String>,
+    pub explanation: String,
+}
+
+/// Keeps students with accuracy ≥ `min_accuracy` and similarity ≥ `min_similarity`,
+/// recommends the smallest (fewest parameters); marks each model's verdict.
+pub fn decide(results: &mut [ModelResult], min_accuracy: f64, min_similarity: f64) -> Decision {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, r) in results.iter_mut().enumerate() {
+        if i == 0 {
+            r.verdict = "teacher (reference)".into();
+            continue;
+        }
+        let similarity = r.similarity_mean.unwrap_or(f64::NAN);
+        let mut reasons = Vec::new();
+        if r.accuracy.is_nan() || r.accuracy < min_accuracy {
+            reasons.push(format!("accuracy {:.3} < {min_accuracy}", r.accuracy));
+        }
+        if similarity.is_nan() || similarity < min_similarity {
+            reasons.push(format!("similarity {similarity:.3} < {min_similarity}"));
+        }
+        if reasons.is_empty() {
+            r.verdict = "keep".into();
+            if best.is_none_or(|(_, p)| r.params < p) {
+                best = Some((i, r.params));
+            }
+        } else {
+            r.verdict = format!("drop: {}", reasons.join(", "));
+        }
+    }
+    match best {
+        Some((i, _)) => {
+            results[i].verdict = "keep (recommended: smallest that passes)".into();
+            let r = &results[i];
+            Decision {
+                recommended: Some(r.name.clone()),
+                explanation: format!(
+                    "Recommended: {} ({} parameters, {:.1}% of the teacher's): accuracy {:.3}, similarity to the teacher {:.3}.",
+                    r.name,
+                    r.params,
+                    100.0 * r.params as f64 / results[0].params as f64,
+                    r.accuracy,
+                    r.similarity_mean.unwrap_or(f64::NAN)
+                ),
+            }
+        }
+        None => Decision {
+            recommended: None,
+            explanation: format!(
+                "No student passes both thresholds (accuracy ≥ {min_accuracy}, similarity ≥ {min_similarity}); see each verdict. Keep the teacher, or train the students longer / with --distill."
+            ),
+        },
+    }
+}
+
+/// `trainer data stats`: what is in a data file.
+pub fn stats(args: DataArgs) -> anyhow::Result<()> {
+    let prepared = prepare(&args, &BTreeMap::new(), None)?;
+    let data = &prepared.data;
+    println!("source       {}", data.source);
+    println!(
+        "rows         {} labelled{}",
+        data.len(),
+        if data.dropped_blank_labels > 0 {
+            format!(" ({} with blank labels dropped)", data.dropped_blank_labels)
+        } else {
+            String::new()
+        }
+    );
+    for (name, count) in data.label_names.iter().zip(data.class_counts()) {
+        println!(
+            "class        {name:<24} {count:>6}  {:>5.1}%",
+            100.0 * count as f64 / data.len() as f64
+        );
+    }
+    let untruncated = TextTokenizer::from_bytes(prepared.tokenizer_json.as_bytes(), "tokenizer.json", 1 << 20)?;
+    let mut lengths: Vec<usize> = data
+        .texts
+        .iter()
+        .map(|t| untruncated.encode(t).map(|e| e.ids.len()))
+        .collect::<Result<_, _>>()?;
+    lengths.sort_unstable();
+    let pct = |p: f64| lengths[((lengths.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "tokens       mean {:.0}, p50 {}, p90 {}, p95 {}, max {} (with [CLS]/[SEP]; {} of {} texts longer than --max-length {})",
+        lengths.iter().sum::<usize>() as f64 / lengths.len() as f64,
+        pct(0.5),
+        pct(0.9),
+        pct(0.95),
+        lengths[lengths.len() - 1],
+        lengths.iter().filter(|&&l| l > args.max_length).count(),
+        lengths.len(),
+        args.max_length
+    );
+    println!(
+        "split        train {}, validation {}, test {} (seed {})",
+        prepared.split.train.len(),
+        prepared.split.validation.len(),
+        prepared.split.test.len(),
+        prepared.split.seed
+    );
+    Ok(())
+}

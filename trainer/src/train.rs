@@ -1,0 +1,369 @@
+//! Fine-tuning one model: AdamW with linear warm-up and decay, gradient clipping, early
+//! stopping on validation accuracy, optional distillation from the teacher's logits, and a
+//! checkpoint after every epoch so a killed run resumes where it stopped.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use astrid::checkpoint::to_safetensors_bytes;
+use astrid::explain::read_f32;
+use astrid::model::EncoderClassifier;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn_store::{BurnpackStore, ModuleSnapshot};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::data::split::SplitMix64;
+
+/// Token ids of a set of texts and their classes.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    pub ids: Vec<Vec<u32>>,
+    pub labels: Vec<usize>,
+}
+
+/// Distillation from the teacher: loss = α·T²·KL(teacher_T ‖ student_T) + (1−α)·CE.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Distill {
+    pub temperature: f64,
+    pub alpha: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    /// Gradient clipping by norm, per parameter tensor (burn's `GradientClipping::Norm`).
+    pub clip_norm: f64,
+    /// Stop after this many epochs without a better validation accuracy.
+    pub patience: usize,
+    pub seed: u64,
+    pub distill: Option<Distill>,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub validation_accuracy: f64,
+    pub sequences_per_second: f64,
+}
+
+/// What survives a kill: written after each epoch, with the weights and optimizer state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub best_accuracy: f64,
+    pub best_epoch: usize,
+    pub epochs_without_improvement: usize,
+    pub finished: bool,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Where one model's checkpoints live.
+pub struct CheckpointDir(pub PathBuf);
+
+impl CheckpointDir {
+    fn state(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+    fn last_weights(&self) -> PathBuf {
+        self.0.join("last.bpk")
+    }
+    fn optimizer(&self) -> PathBuf {
+        self.0.join("optimizer.bin")
+    }
+    /// The best model so far, in Hugging Face layout.
+    pub fn best_weights(&self) -> PathBuf {
+        self.0.join("best.safetensors")
+    }
+
+    pub fn load_state(&self) -> anyhow::Result<Option<TrainState>> {
+        let path = self.state();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let state = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: not a training state; delete it to start this model again",
+                path.display()
+            )
+        })?;
+        Ok(Some(state))
+    }
+}
+
+/// Pads a batch to its longest text: ids `[batch, len]` and the padding mask.
+fn batch_tensors(ids: &[&Vec<u32>], device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+    let len = ids.iter().map(|t| t.len()).max().unwrap_or(1);
+    let mut flat = Vec::with_capacity(ids.len() * len);
+    let mut mask = Vec::with_capacity(ids.len() * len);
+    for t in ids {
+        for p in 0..len {
+            flat.push(t.get(p).copied().unwrap_or(0) as i64);
+            mask.push(p < t.len());
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(flat, [ids.len(), len]), device),
+        Tensor::from_data(TensorData::new(mask, [ids.len(), len]), device),
+    )
+}
+
+/// Logits for every text, in batches, without autodiff.
+pub async fn predict_logits(
+    model: &EncoderClassifier,
+    data: &[Vec<u32>],
+    batch: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let device = model.embeddings.word_embeddings.weight.val().device();
+    let labels = model.config.num_labels;
+    let mut out = Vec::with_capacity(data.len());
+    // Sorting by length keeps padding (wasted work) small.
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| data[i].len());
+    let mut results = vec![Vec::new(); data.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let refs: Vec<&Vec<u32>> = chunk.iter().map(|&i| &data[i]).collect();
+        let (ids, mask) = batch_tensors(&refs, &device);
+        let logits = read_f32(model.forward(ids, Some(mask))).await?;
+        for (k, &i) in chunk.iter().enumerate() {
+            results[i] = logits[k * labels..(k + 1) * labels].to_vec();
+        }
+    }
+    out.extend(results);
+    Ok(out)
+}
+
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+        .0
+}
+
+fn accuracy(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
+    let right = logits.iter().zip(labels).filter(|(l, y)| argmax(l) == **y).count();
+    right as f64 / labels.len().max(1) as f64
+}
+
+fn learning_rate(options: &TrainOptions, step: usize, total: usize) -> f64 {
+    let warmup = ((total as f64) * options.warmup_ratio).round().max(1.0) as usize;
+    let scale = if step < warmup {
+        (step + 1) as f64 / warmup as f64
+    } else {
+        (total.saturating_sub(step)) as f64 / (total - warmup).max(1) as f64
+    };
+    options.learning_rate * scale.max(0.0)
+}
+
+/// The result of training one model.
+pub struct Trained {
+    /// The best model (by validation accuracy), in validation mode on the plain device.
+    pub model: EncoderClassifier,
+    pub state: TrainState,
+}
+
+/// Trains `model` (on `device`, which must not be an autodiff device: autodiff is enabled
+/// here) and returns the best epoch's model. Resumes from `checkpoints` when a state is
+/// there; returns at once when that state says the model is finished.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    name: &str,
+    model: EncoderClassifier,
+    train: &Encoded,
+    validation: &Encoded,
+    teacher_logits: Option<&[Vec<f32>]>,
+    options: &TrainOptions,
+    device: &Device,
+    checkpoints: &CheckpointDir,
+    quiet: bool,
+) -> anyhow::Result<Trained> {
+    std::fs::create_dir_all(&checkpoints.0).with_context(|| format!("{}: cannot create", checkpoints.0.display()))?;
+    let config = model.config.clone();
+    let mut state = checkpoints.load_state()?.unwrap_or(TrainState {
+        epochs_done: 0,
+        best_accuracy: f64::NEG_INFINITY,
+        best_epoch: 0,
+        epochs_without_improvement: 0,
+        finished: false,
+        history: Vec::new(),
+    });
+    let autodiff = device.clone().autodiff();
+    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
+        .with_weight_decay(options.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(options.clip_norm as f32)))
+        .init();
+    let mut model = model.to_device(&autodiff).train();
+    if state.epochs_done > 0 {
+        let mut store = BurnpackStore::from_file(checkpoints.last_weights());
+        model.load_from(&mut store).with_context(|| {
+            format!(
+                "{}: cannot resume from it; delete the directory to retrain",
+                checkpoints.0.display()
+            )
+        })?;
+        let bytes = std::fs::read(checkpoints.optimizer())
+            .with_context(|| format!("{}: missing optimizer state", checkpoints.optimizer().display()))?;
+        optimizer = optimizer
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", checkpoints.optimizer().display()))?;
+    }
+    let finished = |state: &TrainState| state.finished || state.epochs_done >= options.epochs;
+    if !finished(&state) {
+        let steps_per_epoch = train.ids.len().div_ceil(options.batch_size.max(1));
+        let total_steps = steps_per_epoch * options.epochs;
+        let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
+        for epoch in state.epochs_done..options.epochs {
+            let mut order: Vec<usize> = (0..train.ids.len()).collect();
+            SplitMix64::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
+            let bar = if quiet {
+                ProgressBar::hidden()
+            } else {
+                ProgressBar::new(train.ids.len() as u64)
+            };
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(format!("{name} e{}", epoch + 1));
+            let started = Instant::now();
+            let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
+            for (b, chunk) in order.chunks(options.batch_size.max(1)).enumerate() {
+                let refs: Vec<&Vec<u32>> = chunk.iter().map(|&i| &train.ids[i]).collect();
+                let (ids, mask) = batch_tensors(&refs, &autodiff);
+                let targets: Vec<i64> = chunk.iter().map(|&i| train.labels[i] as i64).collect();
+                let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [chunk.len()]), &autodiff);
+                let logits = model.forward(ids, Some(mask));
+                let mut loss = loss_fn.forward(logits.clone(), targets);
+                if let (Some(d), Some(teacher)) = (options.distill, teacher_logits) {
+                    let flat: Vec<f32> = chunk.iter().flat_map(|&i| teacher[i].iter().copied()).collect();
+                    let t = Tensor::<2>::from_data(TensorData::new(flat, [chunk.len(), config.num_labels]), device)
+                        .div_scalar(d.temperature);
+                    let p_teacher = softmax(t.clone(), 1);
+                    let kl = (p_teacher.clone()
+                        * (log_softmax(t, 1) - log_softmax(logits.clone().div_scalar(d.temperature), 1)))
+                    .sum_dim(1)
+                    .mean();
+                    loss = loss.mul_scalar(1.0 - d.alpha) + kl.mul_scalar(d.alpha * d.temperature * d.temperature);
+                }
+                let loss_value = pollster::block_on(read_f32(loss.clone().without_autodiff()))?[0] as f64;
+                if !loss_value.is_finite() {
+                    bail!(
+                        "{name}: the loss became {loss_value} at epoch {}, batch {}; lower --lr (now {}) or check the data",
+                        epoch + 1,
+                        b + 1,
+                        options.learning_rate
+                    );
+                }
+                let predictions = pollster::block_on(read_f32(logits.without_autodiff()))?;
+                right += chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, i)| {
+                        argmax(&predictions[k * config.num_labels..(k + 1) * config.num_labels]) == train.labels[**i]
+                    })
+                    .count();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let lr = learning_rate(options, epoch * steps_per_epoch + b, total_steps);
+                model = optimizer.step(lr, model, grads);
+                loss_sum += loss_value * chunk.len() as f64;
+                seen += chunk.len();
+                bar.inc(chunk.len() as u64);
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.3} {:.1} seq/s",
+                    loss_sum / seen as f64,
+                    right as f64 / seen as f64,
+                    seen as f64 / started.elapsed().as_secs_f64()
+                ));
+            }
+            let speed = seen as f64 / started.elapsed().as_secs_f64();
+            bar.finish_and_clear();
+            let valid = model.valid();
+            let val_logits = pollster::block_on(predict_logits(&valid, &validation.ids, 64))?;
+            let val_acc = accuracy(&val_logits, &validation.labels);
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                loss: loss_sum / seen.max(1) as f64,
+                train_accuracy: right as f64 / seen.max(1) as f64,
+                validation_accuracy: val_acc,
+                sequences_per_second: speed,
+            };
+            eprintln!(
+                "{name:>14} epoch {}: loss {:.4}, train acc {:.3}, validation acc {:.3}, {:.1} seq/s",
+                record.epoch, record.loss, record.train_accuracy, record.validation_accuracy, speed
+            );
+            state.history.push(record);
+            state.epochs_done = epoch + 1;
+            if val_acc > state.best_accuracy {
+                state.best_accuracy = val_acc;
+                state.best_epoch = epoch + 1;
+                state.epochs_without_improvement = 0;
+                write_atomic(&checkpoints.best_weights(), &to_safetensors_bytes(&valid)?)?;
+            } else {
+                state.epochs_without_improvement += 1;
+            }
+            state.finished =
+                state.epochs_without_improvement >= options.patience || state.epochs_done >= options.epochs;
+            save_checkpoint(checkpoints, &model, &optimizer, &state)?;
+            if state.finished {
+                break;
+            }
+        }
+    }
+    let best = std::fs::read(checkpoints.best_weights()).with_context(|| {
+        format!(
+            "{}: best weights missing; delete the directory to retrain",
+            checkpoints.0.display()
+        )
+    })?;
+    let (best, _) = astrid::checkpoint::load_safetensors_bytes(
+        &config,
+        best,
+        &checkpoints.best_weights().display().to_string(),
+        false,
+        device,
+    )?;
+    Ok(Trained {
+        model: best.valid(),
+        state,
+    })
+}
+
+/// Writes weights, optimizer state and progress, each atomically; the state goes last, so
+/// a kill in between resumes from the previous epoch's consistent set.
+fn save_checkpoint(
+    dir: &CheckpointDir,
+    model: &EncoderClassifier,
+    optimizer: &ModuleOptimizer,
+    state: &TrainState,
+) -> anyhow::Result<()> {
+    let mut store = BurnpackStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| anyhow::anyhow!("saving the checkpoint: {e}"))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| anyhow::anyhow!("saving the checkpoint: {e}"))?;
+    write_atomic(&dir.last_weights(), &bytes)?;
+    let optim = optimizer
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("saving the optimizer state: {e:?}"))?;
+    write_atomic(&dir.optimizer(), &optim)?;
+    write_atomic(&dir.state(), serde_json::to_string_pretty(state)?.as_bytes())?;
+    Ok(())
+}
