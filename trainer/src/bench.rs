@@ -10,7 +10,10 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
 
+use burn::nn::loss::CrossEntropyLossConfig;
+
 use crate::device::{self, Backend};
+use crate::train::{TrainOptions, adamw, batch_loss, batch_tensors, optimizer_step};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -32,6 +35,12 @@ pub struct BenchArgs {
     /// Batch of the forward-throughput measurement.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Batch of the training-throughput measurement (AdamW steps).
+    #[arg(long, default_value_t = 16)]
+    pub train_batch: usize,
+    /// Timed training steps per model (after one warm-up); 0 skips training.
+    #[arg(long, default_value_t = 2)]
+    pub train_steps: usize,
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
 }
@@ -94,8 +103,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.n_steps, args.method, args.internal_batch_size, args.seq_len, args.batch
     );
     println!(
-        "{:<14} {:>12} {:>12} {:>10} {:>12} {:>10}",
-        "model", "params", "IG s/expl", "IG GFLOP/s", "forward seq/s", "fwd GFLOP/s"
+        "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11}",
+        "model", "params", "IG s/expl", "IG GFLOP/s", "forward seq/s", "fwd GFLOP/s", "train seq/s", "trn GFLOP/s"
     );
     for (name, config) in names.iter().zip(&configs) {
         let model = config.init(&selected.device).valid();
@@ -137,15 +146,56 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (linear, attention, head) = forward_flops(config, args.seq_len);
         let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / ig_seconds / 1e9;
         let fwd_gflops = (linear + attention + head) * seqs_per_second / 1e9;
+        let train_speed = if args.train_steps > 0 { train_throughput(config, &args, device)? } else { f64::NAN };
+        // Forward + backward with weight gradients ≈ 3 × forward (the reference's count).
+        let train_gflops = 3.0 * (linear + attention + head) * train_speed / 1e9;
         println!(
-            "{:<14} {:>12} {:>12.3} {:>10.1} {:>12.1} {:>10.1}",
+            "{:<14} {:>12} {:>10.3} {:>10.1} {:>13.1} {:>11.1} {:>11.2} {:>11.1}",
             name,
             model.num_params(),
             ig_seconds,
             ig_gflops,
             seqs_per_second,
-            fwd_gflops
+            fwd_gflops,
+            train_speed,
+            train_gflops
         );
     }
     Ok(())
+}
+
+/// Training sequences per second: AdamW steps on random batches of full-length sequences.
+fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tensor::Device) -> anyhow::Result<f64> {
+    let options = TrainOptions {
+        epochs: 1,
+        batch_size: args.train_batch,
+        learning_rate: 1e-4,
+        weight_decay: 0.01,
+        warmup_ratio: 0.0,
+        clip_norm: 1.0,
+        patience: 1,
+        seed: 0,
+        distill: None,
+    };
+    let autodiff = device.clone().autodiff();
+    let mut model = config.init(device).to_device(&autodiff).train();
+    let mut optimizer = adamw(&options);
+    let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
+    let ids: Vec<Vec<u32>> =
+        random_ids(args.train_batch, args.seq_len, config.vocab_size, 3).chunks(args.seq_len).map(|c| c.to_vec()).collect();
+    let refs: Vec<&Vec<u32>> = ids.iter().collect();
+    let targets: Vec<i64> = (0..args.train_batch).map(|i| (i % config.num_labels) as i64).collect();
+    let mut timed = 0.0;
+    for step in 0..=args.train_steps {
+        let started = Instant::now();
+        let (id_tensor, mask) = batch_tensors(&refs, &autodiff);
+        let target = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [args.train_batch]), &autodiff);
+        let (loss, _) = batch_loss(&model, &loss_fn, id_tensor, mask, target, None);
+        model = optimizer_step(model, &mut optimizer, &loss, 1e-4);
+        pollster::block_on(read_f32(loss.without_autodiff()))?;
+        if step > 0 {
+            timed += started.elapsed().as_secs_f64();
+        }
+    }
+    Ok((args.train_steps * args.train_batch) as f64 / timed)
 }

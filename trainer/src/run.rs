@@ -82,11 +82,11 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Peak learning rate (default 5e-4 from scratch, 5e-5 with --init).
+    /// Peak learning rate (default 1e-3 from scratch, 5e-5 with --init).
     #[arg(long)]
     pub lr: Option<f64>,
     #[arg(long, default_value_t = 0.01)]
@@ -108,6 +108,10 @@ pub struct RunArgs {
     /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable).
     #[arg(long = "init", value_name = "ROLE=DIR")]
     pub init: Vec<String>,
+    /// Start each student whose width matches the teacher's from the trained teacher's
+    /// embeddings and evenly spaced layers (every other one for half the depth, as DistilBERT).
+    #[arg(long)]
+    pub init_from_teacher: bool,
     /// How many validation texts to explain with every model.
     #[arg(long, default_value_t = 50)]
     pub explain_n: usize,
@@ -319,7 +323,7 @@ fn fingerprint(args: &RunArgs) -> serde_json::Value {
         "text_col": args.data.text_col, "label_col": args.data.label_col, "labels": args.data.labels,
         "max_length": args.data.max_length, "vocab_size": args.data.vocab_size, "tokenizer": args.data.tokenizer,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "distill": args.distill,
-        "init": args.init, "explain_n": args.explain_n, "n_steps": args.ig.n_steps, "method": args.ig.method.name(),
+        "init": args.init, "init_from_teacher": args.init_from_teacher, "explain_n": args.explain_n, "n_steps": args.ig.n_steps, "method": args.ig.method.name(),
         "baseline": args.ig.baseline.name(), "target": args.target,
     })
 }
@@ -384,7 +388,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         prepared.tokenizer.vocab_size().max(8),
         args.data.max_length,
     )?;
-    let lr = args.lr.unwrap_or(if inits.is_empty() { 5e-4 } else { 5e-5 });
+    let lr = args.lr.unwrap_or(if inits.is_empty() { 1e-3 } else { 5e-5 });
     let mut trained: Vec<(String, EncoderClassifier, crate::train::TrainState)> = Vec::new();
     let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
     for (k, (role, mut config)) in models.into_iter().enumerate() {
@@ -425,7 +429,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             None => {
                 config.validate()?;
                 device.seed(args.data.seed.wrapping_add(k as u64));
-                config.init(device)
+                let fresh = config.init(device);
+                match (&trained.first(), args.init_from_teacher && k > 0) {
+                    (Some((_, teacher, _)), true) => match init_from_teacher(fresh, teacher) {
+                        Ok((model, layers)) => {
+                            eprintln!("{role}: starts from the teacher's embeddings and layers {layers:?}");
+                            model
+                        }
+                        Err((model, why)) => {
+                            eprintln!("{role}: trained from scratch ({why})");
+                            model
+                        }
+                    },
+                    _ => fresh,
+                }
             }
         };
         let options = TrainOptions {
@@ -681,6 +698,48 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies the teacher's embeddings (and LayerNorm) and evenly spaced encoder layers into a
+/// student of the same width, as DistilBERT was initialised from BERT. The student keeps its
+/// own head. Returns the model unchanged, with the reason, when the shapes do not allow it.
+#[allow(clippy::result_large_err)]
+pub fn init_from_teacher(
+    mut student: EncoderClassifier,
+    teacher: &EncoderClassifier,
+) -> Result<(EncoderClassifier, Vec<usize>), (EncoderClassifier, String)> {
+    let (s, t) = (&student.config, &teacher.config);
+    let mismatch = [
+        ("hidden size", s.hidden_size, t.hidden_size),
+        ("attention heads", s.num_heads, t.num_heads),
+        ("feed-forward size", s.intermediate_size, t.intermediate_size),
+        ("vocabulary", s.vocab_size, t.vocab_size),
+        ("positions", s.max_position_embeddings, t.max_position_embeddings),
+    ]
+    .into_iter()
+    .find(|(_, a, b)| a != b);
+    if let Some((what, a, b)) = mismatch {
+        return Err((student, format!("its {what} is {a}, the teacher's {b}")));
+    }
+    if s.num_layers > t.num_layers {
+        let why = format!("it has more layers ({}) than the teacher ({})", s.num_layers, t.num_layers);
+        return Err((student, why));
+    }
+    let layers: Vec<usize> = (0..s.num_layers).map(|i| i * t.num_layers / s.num_layers).collect();
+    student.embeddings.word_embeddings = teacher.embeddings.word_embeddings.clone();
+    student.embeddings.position_embeddings = teacher.embeddings.position_embeddings.clone();
+    student.embeddings.layer_norm = teacher.embeddings.layer_norm.clone();
+    if student.embeddings.token_type_embeddings.is_some() {
+        student.embeddings.token_type_embeddings = teacher.embeddings.token_type_embeddings.clone();
+    }
+    for (i, &from) in layers.iter().enumerate() {
+        let dropout = student.layers[i].dropout.clone();
+        let attention_dropout = student.layers[i].attention_dropout.clone();
+        student.layers[i] = teacher.layers[from].clone();
+        student.layers[i].dropout = dropout;
+        student.layers[i].attention_dropout = attention_dropout;
+    }
+    Ok((student, layers))
+}
+
 /// The decision framework's outcome.
 pub struct Decision {
     pub recommended: Option<String>,
@@ -785,4 +844,78 @@ pub fn stats(args: DataArgs) -> anyhow::Result<()> {
         prepared.split.seed
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use astrid::ModelConfig;
+    use astrid::explain::read_f32;
+    use burn::tensor::Device;
+
+    fn result(name: &str, params: usize, accuracy: f64, similarity: Option<f64>) -> ModelResult {
+        ModelResult {
+            name: name.into(),
+            architecture: "bert".into(),
+            layers: 1,
+            hidden: 8,
+            params,
+            accuracy,
+            f1: accuracy,
+            confusion: vec![],
+            inference_seq_per_s: 1.0,
+            train_seq_per_s: 1.0,
+            best_epoch: 1,
+            epochs_run: 1,
+            validation_accuracy: accuracy,
+            mean_abs_convergence_delta: 0.0,
+            similarity_mean: similarity,
+            similarity_std: None,
+            similarity_ci: None,
+            spearman_mean: None,
+            top_k_overlap_mean: None,
+            word_similarity_mean: None,
+            rationale_mass: None,
+            shortcut_mass: None,
+            verdict: String::new(),
+        }
+    }
+
+    #[test]
+    fn decision_keeps_passing_students_and_recommends_the_smallest() {
+        let mut results = vec![
+            result("teacher", 100, 0.9, None),
+            result("big", 50, 0.85, Some(0.9)),
+            result("small", 10, 0.75, Some(0.81)),
+            result("tiny_but_wrong", 5, 0.6, Some(0.95)),
+            result("tiny_but_different", 4, 0.9, Some(0.5)),
+        ];
+        let d = decide(&mut results, 0.7, 0.8);
+        assert_eq!(d.recommended.as_deref(), Some("small"));
+        assert!(results[1].verdict.starts_with("keep") && results[2].verdict.contains("recommended"));
+        assert!(results[3].verdict.contains("accuracy 0.600 < 0.7"), "{}", results[3].verdict);
+        assert!(results[4].verdict.contains("similarity 0.500 < 0.8"), "{}", results[4].verdict);
+        let d = decide(&mut results, 0.95, 0.8);
+        assert_eq!(d.recommended, None);
+        assert!(d.explanation.contains("No student passes"));
+    }
+
+    #[test]
+    fn students_of_the_teachers_width_start_from_its_layers() {
+        let device = Device::flex();
+        let teacher_config = ModelConfig { num_layers: 4, ..ModelConfig::preset("tiny_bert").unwrap() };
+        let teacher = teacher_config.init(&device);
+        let student = ModelConfig { num_layers: 2, ..ModelConfig::preset("tiny_distilbert").unwrap() }.init(&device);
+        let (student, layers) = init_from_teacher(student, &teacher).map_err(|(_, why)| why).unwrap();
+        assert_eq!(layers, vec![0, 2]);
+        let same = |a: burn::tensor::Tensor<2>, b: burn::tensor::Tensor<2>| {
+            pollster::block_on(read_f32(a)).unwrap() == pollster::block_on(read_f32(b)).unwrap()
+        };
+        assert!(same(student.embeddings.word_embeddings.weight.val(), teacher.embeddings.word_embeddings.weight.val()));
+        assert!(same(student.layers[1].query.weight.val(), teacher.layers[2].query.weight.val()));
+        assert!(student.embeddings.token_type_embeddings.is_none(), "a DistilBERT student keeps its layout");
+        let narrow = ModelConfig { hidden_size: 8, ..ModelConfig::preset("tiny_bert").unwrap() }.init(&device);
+        let (_, why) = init_from_teacher(narrow, &teacher).err().unwrap();
+        assert!(why.contains("hidden size is 8"), "{why}");
+    }
 }

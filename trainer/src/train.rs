@@ -10,7 +10,7 @@ use astrid::checkpoint::to_safetensors_bytes;
 use astrid::explain::read_f32;
 use astrid::model::EncoderClassifier;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
@@ -107,7 +107,7 @@ impl CheckpointDir {
 }
 
 /// Pads a batch to its longest text: ids `[batch, len]` and the padding mask.
-fn batch_tensors(ids: &[&Vec<u32>], device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+pub fn batch_tensors(ids: &[&Vec<u32>], device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
     let len = ids.iter().map(|t| t.len()).max().unwrap_or(1);
     let mut flat = Vec::with_capacity(ids.len() * len);
     let mut mask = Vec::with_capacity(ids.len() * len);
@@ -204,10 +204,7 @@ pub fn train(
         history: Vec::new(),
     });
     let autodiff = device.clone().autodiff();
-    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
-        .with_weight_decay(options.weight_decay as f32)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(options.clip_norm as f32)))
-        .init();
+    let mut optimizer = adamw(options);
     let mut model = model.to_device(&autodiff).train();
     if state.epochs_done > 0 {
         let mut store = BurnpackStore::from_file(checkpoints.last_weights());
@@ -248,19 +245,15 @@ pub fn train(
                 let (ids, mask) = batch_tensors(&refs, &autodiff);
                 let targets: Vec<i64> = chunk.iter().map(|&i| train.labels[i] as i64).collect();
                 let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [chunk.len()]), &autodiff);
-                let logits = model.forward(ids, Some(mask));
-                let mut loss = loss_fn.forward(logits.clone(), targets);
-                if let (Some(d), Some(teacher)) = (options.distill, teacher_logits) {
-                    let flat: Vec<f32> = chunk.iter().flat_map(|&i| teacher[i].iter().copied()).collect();
-                    let t = Tensor::<2>::from_data(TensorData::new(flat, [chunk.len(), config.num_labels]), device)
-                        .div_scalar(d.temperature);
-                    let p_teacher = softmax(t.clone(), 1);
-                    let kl = (p_teacher.clone()
-                        * (log_softmax(t, 1) - log_softmax(logits.clone().div_scalar(d.temperature), 1)))
-                    .sum_dim(1)
-                    .mean();
-                    loss = loss.mul_scalar(1.0 - d.alpha) + kl.mul_scalar(d.alpha * d.temperature * d.temperature);
-                }
+                let teacher = match (options.distill, teacher_logits) {
+                    (Some(d), Some(teacher)) => {
+                        let flat: Vec<f32> = chunk.iter().flat_map(|&i| teacher[i].iter().copied()).collect();
+                        let t = Tensor::<2>::from_data(TensorData::new(flat, [chunk.len(), config.num_labels]), device);
+                        Some((t, d))
+                    }
+                    _ => None,
+                };
+                let (loss, logits) = batch_loss(&model, &loss_fn, ids, mask, targets, teacher);
                 let loss_value = pollster::block_on(read_f32(loss.clone().without_autodiff()))?[0] as f64;
                 if !loss_value.is_finite() {
                     bail!(
@@ -278,9 +271,8 @@ pub fn train(
                         argmax(&predictions[k * config.num_labels..(k + 1) * config.num_labels]) == train.labels[**i]
                     })
                     .count();
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
                 let lr = learning_rate(options, epoch * steps_per_epoch + b, total_steps);
-                model = optimizer.step(lr, model, grads);
+                model = optimizer_step(model, &mut optimizer, &loss, lr);
                 loss_sum += loss_value * chunk.len() as f64;
                 seen += chunk.len();
                 bar.inc(chunk.len() as u64);
@@ -342,6 +334,42 @@ pub fn train(
         model: best.valid(),
         state,
     })
+}
+
+/// The training loss of a batch (cross-entropy, plus the distillation term when the
+/// teacher's logits are given) and the logits.
+pub fn batch_loss(
+    model: &EncoderClassifier,
+    loss_fn: &CrossEntropyLoss,
+    ids: Tensor<2, Int>,
+    mask: Tensor<2, Bool>,
+    targets: Tensor<1, Int>,
+    teacher: Option<(Tensor<2>, Distill)>,
+) -> (Tensor<1>, Tensor<2>) {
+    let logits = model.forward(ids, Some(mask));
+    let mut loss = loss_fn.forward(logits.clone(), targets);
+    if let Some((teacher, d)) = teacher {
+        let t = teacher.div_scalar(d.temperature);
+        let p_teacher = softmax(t.clone(), 1);
+        let log_student = log_softmax(logits.clone().div_scalar(d.temperature), 1);
+        let kl = (p_teacher * (log_softmax(t, 1) - log_student)).sum_dim(1).mean();
+        loss = loss.mul_scalar(1.0 - d.alpha) + kl.mul_scalar(d.alpha * d.temperature * d.temperature);
+    }
+    (loss, logits)
+}
+
+/// Backpropagates `loss` and applies one AdamW step at learning rate `lr`.
+pub fn optimizer_step(model: EncoderClassifier, optimizer: &mut ModuleOptimizer, loss: &Tensor<1>, lr: f64) -> EncoderClassifier {
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    optimizer.step(lr, model, grads)
+}
+
+/// AdamW with weight decay and per-tensor gradient clipping by norm.
+pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(options.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(options.clip_norm as f32)))
+        .init()
 }
 
 /// Writes weights, optimizer state and progress, each atomically; the state goes last, so

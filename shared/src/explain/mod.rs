@@ -315,7 +315,7 @@ async fn integrated_gradients(
 /// `(input − baseline) ⊙ Σ_k w_k ∇f(baseline + α_k (input − baseline))`, `[1, seq, hidden]`,
 /// with Captum's nodes and weights for `method`; `chunk` points go through `f` at a time.
 pub fn integrate_path(
-    f: impl Fn(Tensor<3>) -> Tensor<2>,
+    f: impl Fn(Tensor<3>) -> Tensor<2> + Sync,
     input: Tensor<3>,
     baseline: Tensor<3>,
     method: Method,
@@ -326,20 +326,21 @@ pub fn integrate_path(
     if chunk == Some(0) {
         return Err(Error::invalid("internal-batch-size", "must be at least 1"));
     }
-    let device = input.device();
-    let chunk = chunk.unwrap_or(n_steps).min(n_steps);
+    let workers = path_workers(n_steps);
+    // Without a chunk size, split the points evenly between the workers.
+    let chunk = chunk.unwrap_or(n_steps.div_ceil(workers)).min(n_steps);
     let path = input - baseline.clone();
-    let mut integrated = path.zeros_like();
-    for start in (0..n_steps).step_by(chunk) {
-        let end = (start + chunk).min(n_steps);
+    let ranges: Vec<(usize, usize)> =
+        (0..n_steps).step_by(chunk).map(|start| (start, (start + chunk).min(n_steps))).collect();
+    // Σ_k w_k ∇f(baseline + α_k · path) over one range of points.
+    let gradient_sum = |(start, end): (usize, usize)| -> Result<Tensor<3>> {
+        let device = path.device();
         let count = end - start;
         let column = |values: &[f64]| {
             let v: Vec<f32> = values[start..end].iter().map(|&x| x as f32).collect();
             Tensor::<3>::from_data(TensorData::new(v, [count, 1, 1]), &device)
         };
-        let points = (baseline.clone() + path.clone() * column(&alphas))
-            .autodiff()
-            .require_grad();
+        let points = (baseline.clone() + path.clone() * column(&alphas)).autodiff().require_grad();
         // Weighting each point's output before the backward pass sums the weighted
         // gradients in one go.
         let weighted = f(points.clone()).reshape([count, 1, 1]) * column(&weights);
@@ -347,7 +348,42 @@ pub fn integrate_path(
         let gradient = points
             .grad(&grads)
             .ok_or_else(|| Error::Backend("no gradient reached the word embeddings".into()))?;
-        integrated = integrated + gradient.sum_dim(0);
-    }
+        Ok(gradient.sum_dim(0))
+    };
+    let partial_sums = run_ranges(&ranges, workers, &gradient_sum)?;
+    let integrated = partial_sums.into_iter().fold(path.zeros_like(), |total, part| total + part);
     Ok(path * integrated)
+}
+
+/// How many threads share the interpolation points. Burn's CPU backend runs element-wise
+/// operations on one thread, so with one chain of operations a 2-core machine stays half
+/// idle outside matrix products; two chains at once fill it. `ASTRID_IG_THREADS` overrides.
+#[cfg(not(target_arch = "wasm32"))]
+fn path_workers(n_steps: usize) -> usize {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = std::env::var("ASTRID_IG_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(available.min(2));
+    wanted.clamp(1, n_steps.max(1))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn path_workers(_n_steps: usize) -> usize {
+    1
+}
+
+/// Runs each range through `work`, on `workers` threads where there are several; the
+/// results come back in range order, so the sum does not depend on scheduling.
+fn run_ranges(
+    ranges: &[(usize, usize)],
+    workers: usize,
+    work: &(dyn Fn((usize, usize)) -> Result<Tensor<3>> + Sync),
+) -> Result<Vec<Tensor<3>>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if workers > 1 && ranges.len() > 1 {
+        // Inside rayon's pool, so that the matrix products the workers start share its
+        // threads with them instead of oversubscribing the cores.
+        use rayon::prelude::*;
+        return ranges.par_iter().with_max_len(1).map(|r| work(*r)).collect();
+    }
+    let _ = workers;
+    ranges.iter().map(|r| work(*r)).collect()
 }
