@@ -13,7 +13,7 @@ use clap::Args;
 use burn::nn::loss::CrossEntropyLossConfig;
 
 use crate::device::{self, Backend};
-use crate::train::{TrainOptions, adamw, batch_loss, batch_tensors, optimizer_step};
+use crate::train::{Encoded, TrainOptions, adamw, train_batch};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -146,7 +146,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (linear, attention, head) = forward_flops(config, args.seq_len);
         let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / ig_seconds / 1e9;
         let fwd_gflops = (linear + attention + head) * seqs_per_second / 1e9;
-        let train_speed = if args.train_steps > 0 { train_throughput(config, &args, device)? } else { f64::NAN };
+        let train_speed = if args.train_steps > 0 {
+            train_throughput(config, &args, device)?
+        } else {
+            f64::NAN
+        };
         // Forward + backward with weight gradients ≈ 3 × forward (the reference's count).
         let train_gflops = 3.0 * (linear + attention + head) * train_speed / 1e9;
         println!(
@@ -181,18 +185,18 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
     let mut model = config.init(device).to_device(&autodiff).train();
     let mut optimizer = adamw(&options);
     let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
-    let ids: Vec<Vec<u32>> =
-        random_ids(args.train_batch, args.seq_len, config.vocab_size, 3).chunks(args.seq_len).map(|c| c.to_vec()).collect();
-    let refs: Vec<&Vec<u32>> = ids.iter().collect();
-    let targets: Vec<i64> = (0..args.train_batch).map(|i| (i % config.num_labels) as i64).collect();
+    let data = Encoded {
+        ids: random_ids(args.train_batch, args.seq_len, config.vocab_size, 3)
+            .chunks(args.seq_len)
+            .map(|c| c.to_vec())
+            .collect(),
+        labels: (0..args.train_batch).map(|i| i % config.num_labels).collect(),
+    };
+    let batch: Vec<usize> = (0..args.train_batch).collect();
     let mut timed = 0.0;
     for step in 0..=args.train_steps {
         let started = Instant::now();
-        let (id_tensor, mask) = batch_tensors(&refs, &autodiff);
-        let target = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [args.train_batch]), &autodiff);
-        let (loss, _) = batch_loss(&model, &loss_fn, id_tensor, mask, target, None);
-        model = optimizer_step(model, &mut optimizer, &loss, 1e-4);
-        pollster::block_on(read_f32(loss.without_autodiff()))?;
+        model = train_batch(model, &mut optimizer, &loss_fn, &batch, &data, None, None, 1e-4)?.model;
         if step > 0 {
             timed += started.elapsed().as_secs_f64();
         }

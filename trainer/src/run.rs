@@ -82,11 +82,11 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Peak learning rate (default 1e-3 from scratch, 5e-5 with --init).
+    /// Peak learning rate (default 5e-4 from scratch, 5e-5 with --init).
     #[arg(long)]
     pub lr: Option<f64>,
     #[arg(long, default_value_t = 0.01)]
@@ -388,7 +388,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         prepared.tokenizer.vocab_size().max(8),
         args.data.max_length,
     )?;
-    let lr = args.lr.unwrap_or(if inits.is_empty() { 1e-3 } else { 5e-5 });
+    let lr = args.lr.unwrap_or(if inits.is_empty() { 5e-4 } else { 5e-5 });
     let mut trained: Vec<(String, EncoderClassifier, crate::train::TrainState)> = Vec::new();
     let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
     for (k, (role, mut config)) in models.into_iter().enumerate() {
@@ -720,7 +720,10 @@ pub fn init_from_teacher(
         return Err((student, format!("its {what} is {a}, the teacher's {b}")));
     }
     if s.num_layers > t.num_layers {
-        let why = format!("it has more layers ({}) than the teacher ({})", s.num_layers, t.num_layers);
+        let why = format!(
+            "it has more layers ({}) than the teacher ({})",
+            s.num_layers, t.num_layers
+        );
         return Err((student, why));
     }
     let layers: Vec<usize> = (0..s.num_layers).map(|i| i * t.num_layers / s.num_layers).collect();
@@ -893,8 +896,16 @@ mod tests {
         let d = decide(&mut results, 0.7, 0.8);
         assert_eq!(d.recommended.as_deref(), Some("small"));
         assert!(results[1].verdict.starts_with("keep") && results[2].verdict.contains("recommended"));
-        assert!(results[3].verdict.contains("accuracy 0.600 < 0.7"), "{}", results[3].verdict);
-        assert!(results[4].verdict.contains("similarity 0.500 < 0.8"), "{}", results[4].verdict);
+        assert!(
+            results[3].verdict.contains("accuracy 0.600 < 0.7"),
+            "{}",
+            results[3].verdict
+        );
+        assert!(
+            results[4].verdict.contains("similarity 0.500 < 0.8"),
+            "{}",
+            results[4].verdict
+        );
         let d = decide(&mut results, 0.95, 0.8);
         assert_eq!(d.recommended, None);
         assert!(d.explanation.contains("No student passes"));
@@ -903,18 +914,38 @@ mod tests {
     #[test]
     fn students_of_the_teachers_width_start_from_its_layers() {
         let device = Device::flex();
-        let teacher_config = ModelConfig { num_layers: 4, ..ModelConfig::preset("tiny_bert").unwrap() };
+        let teacher_config = ModelConfig {
+            num_layers: 4,
+            ..ModelConfig::preset("tiny_bert").unwrap()
+        };
         let teacher = teacher_config.init(&device);
-        let student = ModelConfig { num_layers: 2, ..ModelConfig::preset("tiny_distilbert").unwrap() }.init(&device);
+        let student = ModelConfig {
+            num_layers: 2,
+            ..ModelConfig::preset("tiny_distilbert").unwrap()
+        }
+        .init(&device);
         let (student, layers) = init_from_teacher(student, &teacher).map_err(|(_, why)| why).unwrap();
         assert_eq!(layers, vec![0, 2]);
         let same = |a: burn::tensor::Tensor<2>, b: burn::tensor::Tensor<2>| {
             pollster::block_on(read_f32(a)).unwrap() == pollster::block_on(read_f32(b)).unwrap()
         };
-        assert!(same(student.embeddings.word_embeddings.weight.val(), teacher.embeddings.word_embeddings.weight.val()));
-        assert!(same(student.layers[1].query.weight.val(), teacher.layers[2].query.weight.val()));
-        assert!(student.embeddings.token_type_embeddings.is_none(), "a DistilBERT student keeps its layout");
-        let narrow = ModelConfig { hidden_size: 8, ..ModelConfig::preset("tiny_bert").unwrap() }.init(&device);
+        assert!(same(
+            student.embeddings.word_embeddings.weight.val(),
+            teacher.embeddings.word_embeddings.weight.val()
+        ));
+        assert!(same(
+            student.layers[1].query.weight.val(),
+            teacher.layers[2].query.weight.val()
+        ));
+        assert!(
+            student.embeddings.token_type_embeddings.is_none(),
+            "a DistilBERT student keeps its layout"
+        );
+        let narrow = ModelConfig {
+            hidden_size: 8,
+            ..ModelConfig::preset("tiny_bert").unwrap()
+        }
+        .init(&device);
         let (_, why) = init_from_teacher(narrow, &teacher).err().unwrap();
         assert!(why.contains("hidden size is 8"), "{why}");
     }
