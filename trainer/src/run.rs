@@ -235,7 +235,7 @@ fn encode(prepared: &Prepared, indices: &[usize]) -> anyhow::Result<(Encoded, Ve
 }
 
 /// One model's results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ModelResult {
     pub name: String,
     pub architecture: String,
@@ -516,15 +516,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             epochs_run: state.epochs_done,
             validation_accuracy: state.best_accuracy,
             mean_abs_convergence_delta: f64::NAN,
-            similarity_mean: None,
-            similarity_std: None,
-            similarity_ci: None,
-            spearman_mean: None,
-            top_k_overlap_mean: None,
-            word_similarity_mean: None,
-            rationale_mass: None,
-            shortcut_mass: None,
-            verdict: String::new(),
+            ..ModelResult::default()
         });
     }
 
@@ -871,16 +863,8 @@ mod tests {
             best_epoch: 1,
             epochs_run: 1,
             validation_accuracy: accuracy,
-            mean_abs_convergence_delta: 0.0,
             similarity_mean: similarity,
-            similarity_std: None,
-            similarity_ci: None,
-            spearman_mean: None,
-            top_k_overlap_mean: None,
-            word_similarity_mean: None,
-            rationale_mass: None,
-            shortcut_mass: None,
-            verdict: String::new(),
+            ..ModelResult::default()
         }
     }
 
