@@ -86,8 +86,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if models.is_empty() {
         bail!("{}: no models/ in this run directory", args.run.display());
     }
-    let split: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(args.run.join("split.json"))?)?;
-    let samples = sample_texts(&args.run, &split, args.samples)?;
+    let samples = sample_texts(&args.run, args.samples)?;
     let manifest = json!({
         "format": 1,
         "tokenizer": files.get(TOKENIZER_FILE),
@@ -112,7 +111,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 /// The first validation texts of the run, from the teacher's saved explanations.
-fn sample_texts(run: &Path, _split: &serde_json::Value, n: usize) -> anyhow::Result<Vec<String>> {
+fn sample_texts(run: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     let path = run.join("explanations").join(format!("{}.jsonl", ROLES[0]));
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut samples = Vec::new();
