@@ -115,17 +115,7 @@ impl LoadedModel {
                 "no such model directory; give a directory with config.json, model.safetensors and tokenizer.json",
             ));
         }
-        let read = |name: &str| -> Result<Vec<u8>> {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|e| {
-                let hint = if name == WEIGHTS_FILE && dir.join("pytorch_model.bin").exists() {
-                    " (only pytorch_model.bin is there: convert it to safetensors, e.g. with transformers' save_pretrained(safe_serialization=True))"
-                } else {
-                    ""
-                };
-                Error::io(path.display(), format!("{e}{hint}"))
-            })
-        };
+        let read = |name: &str| read_model_file(dir, name);
         let config_json = String::from_utf8(read(CONFIG_FILE)?)
             .map_err(|_| Error::io(dir.join(CONFIG_FILE).display(), "is not UTF-8 text"))?;
         let meta_path = dir.join(META_FILE);
@@ -161,6 +151,48 @@ impl LoadedModel {
         };
         explain(&self.model, &input, options).await
     }
+}
+
+/// Reads one file of a model directory; the error names the file (and, for missing
+/// safetensors weights next to a PyTorch checkpoint, says how to convert them).
+#[cfg(not(target_arch = "wasm32"))]
+fn read_model_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|e| {
+        let hint = if name == WEIGHTS_FILE && dir.join("pytorch_model.bin").exists() {
+            " (only pytorch_model.bin is there: convert it to safetensors, e.g. with transformers' save_pretrained(safe_serialization=True))"
+        } else {
+            ""
+        };
+        Error::io(path.display(), format!("{e}{hint}"))
+    })
+}
+
+/// Loads the weights of a Hugging Face (or Astrid) model directory as a starting point for
+/// training with `num_labels` classes: a checkpoint without a classification head gets a
+/// fresh one (listed in the report); a head for another number of classes is an error.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_checkpoint_dir(
+    dir: &std::path::Path,
+    num_labels: usize,
+    device: &Device,
+) -> Result<(EncoderClassifier, LoadReport)> {
+    if !dir.is_dir() {
+        return Err(Error::io(dir.display(), "no such checkpoint directory"));
+    }
+    let config_path = dir.join(CONFIG_FILE).display().to_string();
+    let config_json = String::from_utf8(read_model_file(dir, CONFIG_FILE)?)
+        .map_err(|_| Error::io(&config_path, "is not UTF-8 text"))?;
+    let mut config = ModelConfig::from_hf_json(&config_json, &config_path)?;
+    config.num_labels = num_labels;
+    let weights = read_model_file(dir, WEIGHTS_FILE)?;
+    load_safetensors_bytes(
+        &config,
+        weights,
+        &dir.join(WEIGHTS_FILE).display().to_string(),
+        true,
+        device,
+    )
 }
 
 /// Writes an Astrid model directory. Files are written into a temporary directory that is

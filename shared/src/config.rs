@@ -158,10 +158,6 @@ impl ModelConfig {
         Ok(())
     }
 
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_heads
-    }
-
     /// Parameter count computed from the shape alone (equals the built model's).
     pub fn num_params(&self) -> usize {
         let (h, i, l, c) = (

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 /// `max_length` that keeps [CLS] … [SEP].
 pub struct TextTokenizer {
     inner: Tokenizer,
-    max_length: usize,
     source: String,
 }
 
@@ -56,13 +55,8 @@ impl TextTokenizer {
             })?;
         Ok(Self {
             inner,
-            max_length,
             source: source.to_string(),
         })
-    }
-
-    pub fn max_length(&self) -> usize {
-        self.max_length
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -91,15 +85,5 @@ impl TextTokenizer {
             offsets: encoding.get_offsets().to_vec(),
             truncated: !encoding.get_overflowing().is_empty(),
         })
-    }
-
-    /// The token string for an id (used when explaining given ids).
-    pub fn id_to_token(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_else(|| format!("[{id}]"))
-    }
-
-    /// The underlying Hugging Face tokenizer (for training and saving).
-    pub fn inner(&self) -> &Tokenizer {
-        &self.inner
     }
 }

@@ -395,36 +395,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         config.num_labels = data.label_names.len();
         let initial = match inits.get(&role) {
             Some(dir) => {
-                let loaded = astrid::bundle::LoadedModel::from_dir(dir, Some(args.data.max_length), device);
-                match loaded {
-                    Ok(m) => m.model,
-                    Err(_) => {
-                        // A checkpoint without a head: load its encoder and start a fresh head.
-                        let config_json = std::fs::read_to_string(dir.join("config.json"))
-                            .with_context(|| format!("--init {role}: {}/config.json", dir.display()))?;
-                        let mut hf = astrid::ModelConfig::from_hf_json(
-                            &config_json,
-                            &dir.join("config.json").display().to_string(),
-                        )?;
-                        hf.num_labels = data.label_names.len();
-                        let weights = std::fs::read(dir.join("model.safetensors"))
-                            .with_context(|| format!("--init {role}: {}/model.safetensors", dir.display()))?;
-                        let (model, report) = astrid::checkpoint::load_safetensors_bytes(
-                            &hf,
-                            weights,
-                            &dir.join("model.safetensors").display().to_string(),
-                            true,
-                            device,
-                        )?;
-                        if !report.fresh_head.is_empty() {
-                            eprintln!(
-                                "{role}: {} has no classification head; a fresh one is trained",
-                                dir.display()
-                            );
-                        }
-                        model
-                    }
+                let (model, report) = astrid::bundle::load_checkpoint_dir(dir, data.label_names.len(), device)
+                    .with_context(|| format!("--init {role}={}", dir.display()))?;
+                if !report.fresh_head.is_empty() {
+                    eprintln!(
+                        "{role}: {} has no classification head; a fresh one is trained",
+                        dir.display()
+                    );
                 }
+                model
             }
             None => {
                 config.validate()?;

@@ -131,7 +131,6 @@ pub async fn predict_logits(
 ) -> anyhow::Result<Vec<Vec<f32>>> {
     let device = model.embeddings.word_embeddings.weight.val().device();
     let labels = model.config.num_labels;
-    let mut out = Vec::with_capacity(data.len());
     // Sorting by length keeps padding (wasted work) small.
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.sort_by_key(|&i| data[i].len());
@@ -144,8 +143,7 @@ pub async fn predict_logits(
             results[i] = logits[k * labels..(k + 1) * labels].to_vec();
         }
     }
-    out.extend(results);
-    Ok(out)
+    Ok(results)
 }
 
 pub fn argmax(values: &[f32]) -> usize {
