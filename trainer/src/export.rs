@@ -23,6 +23,10 @@ pub struct ExportArgs {
     /// How many validation texts to offer as samples.
     #[arg(long, default_value_t = 5)]
     pub samples: usize,
+    /// Only these models (comma-separated roles; the teacher is always included), for a
+    /// lighter demo.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -50,6 +54,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             .map_or("models".into(), |n| n.to_string_lossy().to_string()),
         std::process::id()
     ));
+    if let Some(wanted) = &args.models
+        && let Some(unknown) = wanted.iter().find(|w| !ROLES.contains(&w.as_str()))
+    {
+        bail!(
+            "--models: no model called '{unknown}'; the roles are {}",
+            ROLES.join(", ")
+        );
+    }
     let _ = std::fs::remove_dir_all(&staging);
     let mut files = serde_json::Map::new();
     files.insert(
@@ -59,7 +71,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let mut models = Vec::new();
     for role in ROLES {
         let dir = args.run.join("models").join(role);
-        if !dir.exists() {
+        let wanted = role == ROLES[0] || args.models.as_ref().is_none_or(|m| m.iter().any(|w| w == role));
+        if !dir.exists() || !wanted {
             continue;
         }
         let mut model_files = serde_json::Map::new();
