@@ -1,0 +1,212 @@
+//! What one run of "Explain" produced: each model's explanation of the text, compared with
+//! the teacher's, ready to show and to hand to automation as `window.astridResult`.
+
+use astrid::compare::{cosine, merge_wordpieces};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The engine's answer for one model (`explain()` in `engine.rs`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EngineExplanation {
+    pub tokens: Vec<String>,
+    pub special: Vec<bool>,
+    #[serde(default)]
+    pub truncated: bool,
+    pub attributions: Vec<f32>,
+    pub target: usize,
+    pub probs: Vec<f32>,
+    #[serde(default)]
+    pub convergence_delta: Option<f32>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// One model's row of the result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOutcome {
+    pub name: String,
+    pub is_teacher: bool,
+    pub explanation: EngineExplanation,
+    /// Wall time of the explanation in the engine, milliseconds.
+    pub ms: f64,
+    /// Cosine of this model's token attributions with the teacher's (non-special tokens).
+    pub similarity_to_teacher: Option<f64>,
+}
+
+/// A unit shown in a row: a token, or a word when pieces are merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    pub text: String,
+    pub score: f32,
+    pub special: bool,
+}
+
+impl ModelOutcome {
+    pub fn probability(&self) -> f32 {
+        self.explanation
+            .probs
+            .get(self.explanation.target)
+            .copied()
+            .unwrap_or(f32::NAN)
+    }
+
+    pub fn label(&self) -> String {
+        self.explanation
+            .labels
+            .get(self.explanation.target)
+            .cloned()
+            .unwrap_or_else(|| format!("class {}", self.explanation.target))
+    }
+
+    /// What a row shows: tokens, or whole words with their pieces' summed attribution.
+    pub fn units(&self, merge_words: bool) -> Vec<Unit> {
+        let e = &self.explanation;
+        if merge_words {
+            merge_wordpieces(&e.tokens, &e.attributions, &e.special)
+                .into_iter()
+                .map(|w| Unit {
+                    text: w.text,
+                    score: w.attribution,
+                    special: w.special,
+                })
+                .collect()
+        } else {
+            e.tokens
+                .iter()
+                .zip(&e.attributions)
+                .zip(&e.special)
+                .map(|((t, &a), &s)| Unit {
+                    text: t.clone(),
+                    score: a,
+                    special: s,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Fills in each student's cosine similarity to the teacher. All models of a bundle share
+/// one tokenizer, so token positions line up; a mismatch is an error, not a silent 0.
+pub fn compare_with_teacher(outcomes: &mut [ModelOutcome]) -> Result<(), String> {
+    let Some(teacher) = outcomes.iter().find(|o| o.is_teacher).cloned() else {
+        return Ok(());
+    };
+    let t = &teacher.explanation;
+    let keep: Vec<bool> = t.special.iter().map(|s| !s).collect();
+    for outcome in outcomes.iter_mut().filter(|o| !o.is_teacher) {
+        let e = &outcome.explanation;
+        if e.tokens != t.tokens {
+            return Err(format!(
+                "{} tokenized the text differently from the teacher; the bundle's models must share one tokenizer",
+                outcome.name
+            ));
+        }
+        outcome.similarity_to_teacher =
+            Some(cosine(&e.attributions, &t.attributions, &keep).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
+/// `window.astridResult`: `{backend, models: [{name, tokens, attributions, probs, target,
+/// convergence_delta, similarity_to_teacher, ms}]}`, token level whatever the display.
+pub fn result_json(backend: &str, outcomes: &[ModelOutcome]) -> serde_json::Value {
+    json!({
+        "backend": backend,
+        "models": outcomes.iter().map(|o| json!({
+            "name": o.name,
+            "tokens": o.explanation.tokens,
+            "special": o.explanation.special,
+            "attributions": o.explanation.attributions,
+            "probs": o.explanation.probs,
+            "target": o.explanation.target,
+            "label": o.label(),
+            "convergence_delta": o.explanation.convergence_delta,
+            "similarity_to_teacher": o.similarity_to_teacher,
+            "truncated": o.explanation.truncated,
+            "ms": o.ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, teacher: bool, attributions: Vec<f32>) -> ModelOutcome {
+        ModelOutcome {
+            name: name.into(),
+            is_teacher: teacher,
+            explanation: EngineExplanation {
+                tokens: ["[CLS]", "pet", "##ition", "granted", "[SEP]"]
+                    .map(String::from)
+                    .to_vec(),
+                special: vec![true, false, false, false, true],
+                truncated: false,
+                attributions,
+                target: 1,
+                probs: vec![0.25, 0.75],
+                convergence_delta: Some(1e-4),
+                labels: vec!["lose".into(), "win".into()],
+            },
+            ms: 12.5,
+            similarity_to_teacher: None,
+        }
+    }
+
+    #[test]
+    fn students_get_their_cosine_to_the_teacher_over_real_tokens() {
+        let mut outcomes = vec![
+            outcome("teacher", true, vec![9.0, 1.0, 2.0, 3.0, -9.0]),
+            // Same direction on real tokens, very different on [CLS]/[SEP]: cosine 1.
+            outcome("same", false, vec![-5.0, 2.0, 4.0, 6.0, 5.0]),
+            outcome("opposite", false, vec![0.0, -1.0, -2.0, -3.0, 0.0]),
+        ];
+        compare_with_teacher(&mut outcomes).unwrap();
+        assert_eq!(outcomes[0].similarity_to_teacher, None);
+        assert!((outcomes[1].similarity_to_teacher.unwrap() - 1.0).abs() < 1e-9);
+        assert!((outcomes[2].similarity_to_teacher.unwrap() + 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn different_tokens_are_an_error() {
+        let mut other = outcome("other", false, vec![0.0; 5]);
+        other.explanation.tokens[1] = "x".into();
+        let mut outcomes = vec![outcome("teacher", true, vec![1.0; 5]), other];
+        assert!(
+            compare_with_teacher(&mut outcomes)
+                .unwrap_err()
+                .contains("other tokenized")
+        );
+    }
+
+    #[test]
+    fn words_sum_their_pieces_and_the_result_json_has_the_documented_fields() {
+        let o = outcome("teacher", true, vec![0.0, 0.5, 0.25, -1.0, 0.0]);
+        let words = o.units(true);
+        assert_eq!(
+            words.iter().map(|u| u.text.as_str()).collect::<Vec<_>>(),
+            ["[CLS]", "petition", "granted", "[SEP]"]
+        );
+        assert_eq!(words[1].score, 0.75);
+        assert_eq!(o.units(false).len(), 5);
+        assert_eq!(o.label(), "win");
+        assert_eq!(o.probability(), 0.75);
+        let json = result_json("webgpu", &[o]);
+        assert_eq!(json["backend"], "webgpu");
+        let m = &json["models"][0];
+        for field in [
+            "name",
+            "tokens",
+            "attributions",
+            "probs",
+            "target",
+            "convergence_delta",
+            "similarity_to_teacher",
+            "ms",
+        ] {
+            assert!(m.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(m["tokens"].as_array().unwrap().len(), 5);
+        assert_eq!(m["target"], 1);
+    }
+}

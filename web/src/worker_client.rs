@@ -1,0 +1,127 @@
+//! The page's side of the compute worker (`www/worker.js`): requests are messages with an id,
+//! answers resolve the matching promise. One worker per page, started on first use.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
+
+type Pending = Rc<RefCell<HashMap<u32, (Function, Function)>>>;
+
+pub struct WorkerClient {
+    worker: Worker,
+    pending: Pending,
+    next_id: Cell<u32>,
+    // Kept alive as long as the worker.
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(ErrorEvent)>,
+}
+
+thread_local! {
+    static CLIENT: RefCell<Option<Rc<WorkerClient>>> = const { RefCell::new(None) };
+}
+
+/// The page's worker, started on first use.
+pub fn client() -> Result<Rc<WorkerClient>, String> {
+    if let Some(client) = CLIENT.with(|c| c.borrow().clone()) {
+        return Ok(client);
+    }
+    let client = Rc::new(WorkerClient::start()?);
+    CLIENT.with(|c| *c.borrow_mut() = Some(client.clone()));
+    Ok(client)
+}
+
+fn get(value: &JsValue, key: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+impl WorkerClient {
+    fn start() -> Result<Self, String> {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options("./worker.js", &options)
+            .map_err(|e| format!("cannot start the compute worker (worker.js): {e:?}"))?;
+        let pending: Pending = Rc::new(RefCell::new(HashMap::new()));
+        let on_message = {
+            let pending = pending.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let data = event.data();
+                let Some(id) = get(&data, "id").as_f64() else { return };
+                let Some((resolve, reject)) = pending.borrow_mut().remove(&(id as u32)) else {
+                    return;
+                };
+                if get(&data, "ok").as_bool() == Some(true) {
+                    let _ = resolve.call1(&JsValue::NULL, &get(&data, "result"));
+                } else {
+                    let _ = reject.call1(&JsValue::NULL, &get(&data, "error"));
+                }
+            })
+        };
+        // A crash or a failed module load in the worker: every waiting request fails with it.
+        let on_error = {
+            let pending = pending.clone();
+            Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
+                let message = JsValue::from_str(&format!(
+                    "the compute worker failed: {} (reload the page to start a new one)",
+                    event.message()
+                ));
+                for (_, (_, reject)) in pending.borrow_mut().drain() {
+                    let _ = reject.call1(&JsValue::NULL, &message);
+                }
+            })
+        };
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        Ok(Self {
+            worker,
+            pending,
+            next_id: Cell::new(1),
+            _on_message: on_message,
+            _on_error: on_error,
+        })
+    }
+
+    /// Sends `request` (an object with `kind` and its fields), moving the `transfer` buffers
+    /// to the worker, and waits for its answer.
+    pub async fn call(&self, request: &Object, transfer: &[JsValue]) -> Result<JsValue, String> {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        Reflect::set(request, &"id".into(), &JsValue::from(id)).map_err(|e| format!("{e:?}"))?;
+        let pending = self.pending.clone();
+        let promise = Promise::new(&mut |resolve, reject| {
+            pending.borrow_mut().insert(id, (resolve, reject));
+        });
+        let sent = if transfer.is_empty() {
+            self.worker.post_message(request)
+        } else {
+            self.worker
+                .post_message_with_transfer(request, &transfer.iter().collect::<Array>())
+        };
+        if let Err(e) = sent {
+            self.pending.borrow_mut().remove(&id);
+            return Err(format!("cannot send to the compute worker: {e:?}"));
+        }
+        JsFuture::from(promise)
+            .await
+            .map_err(|e| e.as_string().unwrap_or_else(|| format!("{e:?}")))
+    }
+}
+
+/// Builds a request object from (key, value) pairs.
+pub fn request(kind: &str, fields: &[(&str, JsValue)]) -> Object {
+    let object = Object::new();
+    let _ = Reflect::set(&object, &"kind".into(), &kind.into());
+    for (key, value) in fields {
+        let _ = Reflect::set(&object, &(*key).into(), value);
+    }
+    object
+}
+
+pub fn field(value: &JsValue, key: &str) -> JsValue {
+    get(value, key)
+}

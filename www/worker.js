@@ -1,0 +1,54 @@
+// Astrid's compute worker: loads the same wasm module as the page and runs the engine
+// (model loading, Integrated Gradients) off the main thread, so the page stays responsive.
+// Protocol: {id, kind, ...} in; {id, ok: true, result} or {id, ok: false, error} out.
+import init, { initBackend, loadModel, explain } from './pkg/web.js';
+
+const ready = init();
+
+let adapterName = null;
+
+// Why WebGPU cannot be used here, or null when an adapter is available (named in adapterName).
+async function webgpuProblem() {
+  if (!('gpu' in navigator) || !navigator.gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return 'the browser offers no WebGPU adapter';
+    const info = adapter.info || {};
+    const software = adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(`${info.architecture} ${info.description}`);
+    adapterName = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
+    if (software) adapterName += ' (software rendering, slow)';
+    return null;
+  } catch (e) {
+    return `requesting a WebGPU adapter failed: ${e}`;
+  }
+}
+
+async function handle(data) {
+  await ready;
+  switch (data.kind) {
+    case 'init': {
+      const problem = data.preferWebgpu ? await webgpuProblem() : 'CPU chosen in the link (backend=cpu)';
+      const backend = await initBackend(problem === null);
+      return { backend, adapter: backend === 'webgpu' ? adapterName : null, problem: backend === 'webgpu' ? null : (problem ?? backend) };
+    }
+    case 'load':
+      loadModel(data.name, data.config, new Uint8Array(data.weights), new Uint8Array(data.tokenizer), data.meta);
+      return null;
+    case 'explain': {
+      const start = performance.now();
+      const json = await explain(data.name, data.text, data.options);
+      return { json, ms: performance.now() - start };
+    }
+    default:
+      throw new Error(`unknown request ${data.kind}`);
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  try {
+    self.postMessage({ id: data.id, ok: true, result: await handle(data) });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    self.postMessage({ id: data.id, ok: false, error: message });
+  }
+};
