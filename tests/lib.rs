@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root. Cargo sets CARGO_MANIFEST_DIR when it runs a test; read at run
+/// time, since a build cache shared with a checkout elsewhere keeps the compile-time path.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
@@ -31,6 +33,19 @@ pub fn trainer_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A directory for a test's outputs (screenshots, generated bundles): `<target>/tmp/<name>`.
+pub fn output_dir(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
+    let dir = target.join("tmp").join(name);
+    std::fs::create_dir_all(&dir).expect("test output dir");
+    dir
 }
 
 /// Runs `trainer ARGS…` and returns its output.
