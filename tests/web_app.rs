@@ -328,13 +328,9 @@ fn page_url(server: &Server) -> String {
 #[test]
 fn explains_on_webgpu_like_the_trainer() {
     let server = serve(site("webgpu", &bundle().models));
-    let page = drive(
-        &page_url(&server),
-        Some(TEXT),
-        true,
-        &output_dir().join("webgpu.png"),
-        1,
-    );
+    // backend=webgpu: left to choose, the page prefers the CPU to a software adapter.
+    let url = format!("{}&backend=webgpu", page_url(&server));
+    let page = drive(&url, Some(TEXT), true, &output_dir().join("webgpu.png"), 1);
     check_against_the_trainer(&page, "webgpu");
     let badge = page["backendText"].as_str().unwrap_or_default();
     assert!(
@@ -360,7 +356,10 @@ fn explains_on_the_cpu_fallback_like_the_trainer() {
         assert_eq!(a["attributions"], b["attributions"], "{}", a["name"]);
     }
     let badge = page["backendText"].as_str().unwrap_or_default();
-    assert!(badge.contains("CPU fallback"), "backend badge: {badge}");
+    assert!(
+        badge.contains("CPU") && badge.contains("no WebGPU adapter"),
+        "backend badge: {badge}"
+    );
 }
 
 #[test]
@@ -389,6 +388,12 @@ fn corrupt_weights_give_an_error_not_a_result() {
     let shown = page["errorText"].as_str().unwrap_or_default();
     assert!(shown.contains("is corrupt"), "the page shows: {shown}");
     assert!(page["result"].get("models").is_none());
+    // Left to choose, the page prefers the CPU to SwiftShader's software adapter, and says why.
+    let badge = page["backendText"].as_str().unwrap_or_default();
+    assert!(
+        badge.contains("CPU") && badge.contains("software rendering"),
+        "backend badge: {badge}"
+    );
 }
 
 #[test]

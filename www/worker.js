@@ -6,6 +6,7 @@ import init, { initBackend, loadModel, explain } from './pkg/web.js';
 const ready = init();
 
 let adapterName = null;
+let adapterIsSoftware = false;
 
 // Why WebGPU cannot be used here, or null when an adapter is available (named in adapterName).
 async function webgpuProblem() {
@@ -16,6 +17,7 @@ async function webgpuProblem() {
     const info = adapter.info || {};
     const software = adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(`${info.architecture} ${info.description}`);
     adapterName = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
+    adapterIsSoftware = software;
     if (software) adapterName += ' (software rendering, slow)';
     return null;
   } catch (e) {
@@ -27,7 +29,11 @@ async function handle(data) {
   await ready;
   switch (data.kind) {
     case 'init': {
-      const problem = data.preferWebgpu ? await webgpuProblem() : 'CPU chosen in the link (backend=cpu)';
+      // backend: 'auto' (WebGPU on a hardware adapter), 'webgpu' (any adapter) or 'cpu'.
+      let problem = data.backend === 'cpu' ? 'CPU chosen in the link (backend=cpu)' : await webgpuProblem();
+      if (problem === null && data.backend === 'auto' && adapterIsSoftware) {
+        problem = `the only WebGPU adapter is software rendering (${adapterName}), slower than WebAssembly on the CPU; add backend=webgpu to the link to use it anyway`;
+      }
       const backend = await initBackend(problem === null);
       return { backend, adapter: backend === 'webgpu' ? adapterName : null, problem: backend === 'webgpu' ? null : (problem ?? backend) };
     }

@@ -29,7 +29,7 @@ url="http://127.0.0.1:$port/index.html?n_steps=$steps"
 [ -n "$models" ] && url="$url&models=$models"
 for backend in webgpu cpu; do
   flag=(); [ "$backend" = cpu ] && flag=(--no-webgpu)
-  node "$here/drive.mjs" --url "$url" --text "$text" --click --timeout 1800 "${flag[@]}" \
+  node "$here/drive.mjs" --url "$url&backend=$backend" --text "$text" --click --timeout 1800 "${flag[@]}" \
     --screenshot "${SHOT_DIR:-/tmp}/astrid-bench-$backend.png" > "$site/$backend.json" || true
   python3 - "$site/$backend.json" "$backend" <<'PY'
 import json, sys

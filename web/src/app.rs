@@ -109,10 +109,10 @@ where
 }
 
 async fn ensure_backend(state: AppState) -> Result<BackendInfo, String> {
-    let prefer_webgpu = state.backend_choice.get_untracked() == BackendChoice::Auto;
+    let choice = state.backend_choice.get_untracked().name();
     let answer = shared(&BACKEND, move || async move {
         client()?
-            .call(&request("init", &[("preferWebgpu", prefer_webgpu.into())]), &[])
+            .call(&request("init", &[("backend", choice.into())]), &[])
             .await
     })
     .await?;
@@ -520,7 +520,7 @@ fn BackendBadge() -> impl IntoView {
         .into_any(),
         Some(info) => view! {
             <p class="badge cpu" id="backend">
-                "Backend: CPU fallback (WebAssembly, much slower)"
+                "Backend: CPU (WebAssembly, one thread)"
                 {info.detail.map(|d| format!(" — {d}"))}
             </p>
         }
