@@ -623,26 +623,44 @@ fn Downloads() -> impl IntoView {
     let state = state();
     move || {
         let downloads = state.downloads.get();
-        (!downloads.is_empty()).then(|| {
-            let rows = downloads
-                .into_iter()
-                .map(|d| {
-                    let done = d.loaded >= d.total;
-                    let label = if d.cached && done {
-                        "from cache".to_string()
-                    } else {
-                        format!("{} / {}", megabytes(d.loaded), megabytes(d.total))
-                    };
-                    view! {
-                        <div class="download">
-                            <span class="file">{d.label}</span>
-                            <progress max=d.total.max(1) value=d.loaded></progress>
-                            <span class="muted">{label}</span>
-                        </div>
-                    }
-                })
-                .collect_view();
-            view! { <div class="downloads">{rows}</div> }
+        if downloads.is_empty() {
+            return None;
+        }
+        let finished = downloads.iter().all(|d| d.loaded >= d.total);
+        let total: u64 = downloads.iter().map(|d| d.total).sum();
+        let from_cache = downloads.iter().filter(|d| d.cached).count();
+        let rows = downloads
+            .into_iter()
+            .map(|d| {
+                let label = if d.cached && d.loaded >= d.total {
+                    "from cache".to_string()
+                } else {
+                    format!("{} / {}", megabytes(d.loaded), megabytes(d.total))
+                };
+                view! {
+                    <div class="download">
+                        <span class="file">{d.label}</span>
+                        <progress max=d.total.max(1) value=d.loaded></progress>
+                        <span class="muted">{label}</span>
+                    </div>
+                }
+            })
+            .collect_view();
+        // Once everything is in, one line; the bars stay one click away.
+        Some(if finished {
+            let count = state.downloads.with(Vec::len);
+            view! {
+                <details class="downloads">
+                    <summary>{format!(
+                        "{count} files ({}) checked against the manifest's sha256; {from_cache} from the browser's cache",
+                        megabytes(total)
+                    )}</summary>
+                    {rows}
+                </details>
+            }
+            .into_any()
+        } else {
+            view! { <div class="downloads">{rows}</div> }.into_any()
         })
     }
 }
