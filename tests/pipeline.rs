@@ -327,3 +327,36 @@ fn bad_data_gets_a_clear_error() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_same_command_gives_the_same_results() {
+    let (a, b) = (temp_dir("repeat-a"), temp_dir("repeat-b"));
+    for dir in [&a, &b] {
+        let out = trainer(&run_args(dir.to_str().unwrap(), &["--epochs", "1"]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(
+        std::fs::read(a.join("tokenizer.json")).unwrap(),
+        std::fs::read(b.join("tokenizer.json")).unwrap(),
+        "the trained vocabulary differs between identical runs"
+    );
+    // Everything but the timings.
+    let outcome = |dir: &Path| -> Vec<serde_json::Value> {
+        results(dir)["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                for timing in ["inference_seq_per_s", "train_seq_per_s"] {
+                    m.as_object_mut().unwrap().remove(timing);
+                }
+                m
+            })
+            .collect()
+    };
+    assert_eq!(outcome(&a), outcome(&b));
+    for dir in [a, b] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
