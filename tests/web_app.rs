@@ -332,6 +332,9 @@ fn explains_on_webgpu_like_the_trainer() {
     let url = format!("{}&backend=webgpu", page_url(&server));
     let page = drive(&url, Some(TEXT), true, &output_dir().join("webgpu.png"), 1);
     check_against_the_trainer(&page, "webgpu");
+    // The page showed IG's progress while it ran (SwiftShader is slow enough to see it).
+    let progress = page["progressSeen"].to_string();
+    assert!(progress.contains(&format!("/{STEPS} points")), "no progress shown: {progress}");
     let badge = page["backendText"].as_str().unwrap_or_default();
     assert!(
         badge.contains("WebGPU") && badge.contains("software"),

@@ -1,6 +1,7 @@
 // Astrid's compute worker: loads the same wasm module as the page and runs the engine
 // (model loading, Integrated Gradients) off the main thread, so the page stays responsive.
-// Protocol: {id, kind, ...} in; {id, ok: true, result} or {id, ok: false, error} out.
+// Protocol: {id, kind, ...} in; {id, ok: true, result} or {id, ok: false, error} out, and
+// for explain, {id, progress: [done, total]} after each batch of interpolation points.
 import init, { initBackend, loadModel, explain } from './pkg/web.js';
 
 const ready = init();
@@ -42,7 +43,8 @@ async function handle(data) {
       return null;
     case 'explain': {
       const start = performance.now();
-      const json = await explain(data.name, data.text, data.options);
+      const progress = (done, total) => self.postMessage({ id: data.id, progress: [done, total] });
+      const json = await explain(data.name, data.text, data.options, progress);
       return { json, ms: performance.now() - start };
     }
     default:

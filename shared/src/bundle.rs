@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{LoadReport, load_safetensors_bytes};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::explain::{ExplainInput, ExplainOptions, Explanation, explain};
+use crate::explain::{ExplainInput, ExplainOptions, Explanation, Progress, explain_with_progress};
 use crate::model::EncoderClassifier;
 use crate::tokenize::{TextTokenizer, TokenizedText};
 
@@ -136,20 +136,39 @@ impl LoadedModel {
 
     /// Tokenizes and explains one text.
     pub async fn explain_text(&self, text: &str, options: &ExplainOptions) -> Result<TextExplanation> {
+        self.explain_text_with_progress(text, options, None).await
+    }
+
+    /// [`Self::explain_text`], reporting IG's progress (points done, points in all).
+    pub async fn explain_text_with_progress(
+        &self,
+        text: &str,
+        options: &ExplainOptions,
+        progress: Progress<'_>,
+    ) -> Result<TextExplanation> {
         let tokenized = self.tokenizer.encode(text)?;
-        let explanation = self.explain_ids(&tokenized, options).await?;
+        let explanation = self.explain_ids_with_progress(&tokenized, options, progress).await?;
         Ok(TextExplanation { tokenized, explanation })
     }
 
     /// Explains already tokenized input.
     pub async fn explain_ids(&self, tokenized: &TokenizedText, options: &ExplainOptions) -> Result<Explanation> {
+        self.explain_ids_with_progress(tokenized, options, None).await
+    }
+
+    async fn explain_ids_with_progress(
+        &self,
+        tokenized: &TokenizedText,
+        options: &ExplainOptions,
+        progress: Progress<'_>,
+    ) -> Result<Explanation> {
         let input = ExplainInput {
             ids: &tokenized.ids,
             special: &tokenized.special,
             pad_id: self.tokenizer.token_id("[PAD]"),
             mask_id: self.tokenizer.token_id("[MASK]"),
         };
-        explain(&self.model, &input, options).await
+        explain_with_progress(&self.model, &input, options, progress).await
     }
 }
 

@@ -334,3 +334,27 @@ fn bad_inputs_are_reported() {
     .to_string();
     assert!(err.contains("n-steps"), "{err}");
 }
+
+#[test]
+fn progress_is_reported_after_each_batch_of_points() {
+    let model = tiny_model(&Device::flex());
+    let seen = std::cell::RefCell::new(Vec::new());
+    let report = |done: usize, total: usize| seen.borrow_mut().push((done, total));
+    let options = ExplainOptions {
+        n_steps: 10,
+        internal_batch_size: Some(4),
+        ..ExplainOptions::default()
+    };
+    let with = block_on(astrid::explain::explain_with_progress(
+        &model,
+        &input(),
+        &options,
+        Some(&report),
+    ))
+    .unwrap();
+    let without = block_on(explain(&model, &input(), &options)).unwrap();
+    assert_eq!(with, without, "reporting progress changes nothing else");
+    let seen = seen.into_inner();
+    // Two workers on the CPU report once at the end; one reports 4, 8, 10.
+    assert!(seen == [(4, 10), (8, 10), (10, 10)] || seen == [(10, 10)], "{seen:?}");
+}

@@ -118,7 +118,14 @@ try {
         await send('Input.dispatchMouseEvent', { type, x: box.x, y: box.y, button: 'left', clickCount: 1 }, session);
       }
     }
-    const result = await waitFor(`window.astridResult === undefined ? null : JSON.stringify(window.astridResult)`, 'window.astridResult');
+    // While waiting, note the progress the page shows ("8/16 points").
+    out.progressSeen = out.progressSeen || [];
+    const result = await waitFor(`(() => {
+      const p = document.querySelector('#status .steps + .muted');
+      if (p) (window.__astridProgress = window.__astridProgress || []).push(p.textContent);
+      return window.astridResult === undefined ? null : JSON.stringify(window.astridResult);
+    })()`, 'window.astridResult');
+    out.progressSeen.push(...((await evaluate(`window.__astridProgress || []`)) || []));
     out.visitsMs.push(Date.now() - started);
     if (visit + 1 < opt.visits) out.firstResult = JSON.parse(result);
     else out.lastResultJson = result;

@@ -57,6 +57,8 @@ struct AppState {
     downloads: RwSignal<Vec<FileProgress>>,
     busy: RwSignal<bool>,
     status: RwSignal<String>,
+    /// Interpolation points done / in all for the model being explained.
+    steps: RwSignal<Option<(u32, u32)>>,
     started_at: RwSignal<f64>,
     now: RwSignal<f64>,
     outcomes: RwSignal<Vec<ModelOutcome>>,
@@ -307,10 +309,13 @@ async fn explain_all(state: AppState) -> Result<(String, Vec<ModelOutcome>), Str
             ("text", JsValue::from_str(&text)),
             ("options", engine_options(&options).into()),
         ];
+        state.steps.set(None);
+        let on_progress = Box::new(move |done, total| state.steps.set(Some((done, total))));
         let answer = worker
-            .call(&request("explain", &fields), &[])
+            .call_with_progress(&request("explain", &fields), &[], Some(on_progress))
             .await
             .map_err(|e| format!("{}: {e}", model.name))?;
+        state.steps.set(None);
         let json = field(&answer, "json").as_string().unwrap_or_default();
         let explanation: EngineExplanation = serde_json::from_str(&json)
             .map_err(|e| format!("{}: unexpected answer from the engine: {e}", model.name))?;
@@ -458,6 +463,7 @@ fn App() -> impl IntoView {
         downloads: RwSignal::new(Vec::new()),
         busy: RwSignal::new(false),
         status: RwSignal::new(String::new()),
+        steps: RwSignal::new(None),
         started_at: RwSignal::new(0.0),
         now: RwSignal::new(0.0),
         outcomes: RwSignal::new(Vec::new()),
@@ -751,9 +757,16 @@ fn ExplainButton() -> impl IntoView {
     let status = move || {
         state.busy.get().then(|| {
             let elapsed = ((state.now.get() - state.started_at.get()) / 1000.0).max(0.0);
+            let steps = state.steps.get().map(|(done, total)| {
+                view! {
+                    <progress class="steps" max=total.max(1) value=done></progress>
+                    <span class="muted">{format!("{done}/{total} points")}</span>
+                }
+            });
             view! {
                 <span class="status" id="status"><span class="spinner"></span>
                     {format!("{} ({elapsed:.0} s)", state.status.get())}
+                    {steps}
                 </span>
             }
         })

@@ -73,8 +73,14 @@ pub fn load_model(
 /// Explains `text` with the model loaded as `name`. `options_json` holds any of
 /// `{attribution, n_steps, method, baseline, internal_batch_size, target}`; the result is
 /// `{tokens, input_ids, special, attributions, target, probs, convergence_delta, ...}`.
+/// `on_progress(done, total)` hears of each batch of interpolation points.
 #[wasm_bindgen]
-pub async fn explain(name: String, text: String, options_json: String) -> Result<String, JsValue> {
+pub async fn explain(
+    name: String,
+    text: String,
+    options_json: String,
+    on_progress: Option<js_sys::Function>,
+) -> Result<String, JsValue> {
     let model = MODELS
         .with(|m| m.borrow().get(&name).cloned())
         .ok_or_else(|| js_error(format!("model '{name}' is not loaded")))?;
@@ -88,7 +94,19 @@ pub async fn explain(name: String, text: String, options_json: String) -> Result
         }
         serde_json::from_value(defaults).map_err(|e| js_error(format!("options: {e}")))?
     };
-    let result = model.explain_text(&text, &options).await.map_err(js_error)?;
+    let report = |done: usize, total: usize| {
+        if let Some(f) = &on_progress {
+            let _ = f.call2(
+                &JsValue::NULL,
+                &JsValue::from(done as u32),
+                &JsValue::from(total as u32),
+            );
+        }
+    };
+    let result = model
+        .explain_text_with_progress(&text, &options, Some(&report))
+        .await
+        .map_err(js_error)?;
     let (tok, ex) = (&result.tokenized, &result.explanation);
     Ok(serde_json::json!({
         "model": name,

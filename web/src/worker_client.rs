@@ -12,10 +12,13 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
 type Pending = Rc<RefCell<HashMap<u32, (Function, Function)>>>;
+type Listeners = Rc<RefCell<HashMap<u32, Box<dyn Fn(u32, u32)>>>>;
 
 pub struct WorkerClient {
     worker: Worker,
     pending: Pending,
+    /// Progress callbacks of requests in flight.
+    listeners: Listeners,
     next_id: Cell<u32>,
     // Kept alive as long as the worker.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
@@ -47,12 +50,28 @@ impl WorkerClient {
         let worker = Worker::new_with_options("./worker.js", &options)
             .map_err(|e| format!("cannot start the compute worker (worker.js): {e:?}"))?;
         let pending: Pending = Rc::new(RefCell::new(HashMap::new()));
+        let listeners: Listeners = Rc::new(RefCell::new(HashMap::new()));
         let on_message = {
-            let pending = pending.clone();
+            let (pending, listeners) = (pending.clone(), listeners.clone());
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let data = event.data();
                 let Some(id) = get(&data, "id").as_f64() else { return };
-                let Some((resolve, reject)) = pending.borrow_mut().remove(&(id as u32)) else {
+                let id = id as u32;
+                let progress = get(&data, "progress");
+                if progress.is_object() {
+                    let at = |i: u32| {
+                        Reflect::get_u32(&progress, i)
+                            .ok()
+                            .and_then(|v| v.as_f64())
+                            .unwrap_or(0.0) as u32
+                    };
+                    if let Some(listener) = listeners.borrow().get(&id) {
+                        listener(at(0), at(1));
+                    }
+                    return;
+                }
+                listeners.borrow_mut().remove(&id);
+                let Some((resolve, reject)) = pending.borrow_mut().remove(&id) else {
                     return;
                 };
                 if get(&data, "ok").as_bool() == Some(true) {
@@ -80,6 +99,7 @@ impl WorkerClient {
         Ok(Self {
             worker,
             pending,
+            listeners,
             next_id: Cell::new(1),
             _on_message: on_message,
             _on_error: on_error,
@@ -89,7 +109,20 @@ impl WorkerClient {
     /// Sends `request` (an object with `kind` and its fields), moving the `transfer` buffers
     /// to the worker, and waits for its answer.
     pub async fn call(&self, request: &Object, transfer: &[JsValue]) -> Result<JsValue, String> {
+        self.call_with_progress(request, transfer, None).await
+    }
+
+    /// [`Self::call`], passing the worker's progress messages for it to `on_progress`.
+    pub async fn call_with_progress(
+        &self,
+        request: &Object,
+        transfer: &[JsValue],
+        on_progress: Option<Box<dyn Fn(u32, u32)>>,
+    ) -> Result<JsValue, String> {
         let id = self.next_id.get();
+        if let Some(listener) = on_progress {
+            self.listeners.borrow_mut().insert(id, listener);
+        }
         self.next_id.set(id + 1);
         Reflect::set(request, &"id".into(), &JsValue::from(id)).map_err(|e| format!("{e:?}"))?;
         let pending = self.pending.clone();
@@ -104,6 +137,7 @@ impl WorkerClient {
         };
         if let Err(e) = sent {
             self.pending.borrow_mut().remove(&id);
+            self.listeners.borrow_mut().remove(&id);
             return Err(format!("cannot send to the compute worker: {e:?}"));
         }
         JsFuture::from(promise)

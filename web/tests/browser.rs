@@ -94,9 +94,20 @@ async fn the_engine_api_loads_bytes_and_answers_json() {
     assert_eq!(backend, "cpu");
     web::load_model("tiny".into(), CONFIG.into(), WEIGHTS.to_vec(), TOKENIZER.to_vec(), None).unwrap();
     let (text, expected, _) = oracle();
-    let json = web::explain("tiny".into(), text, "{\"n_steps\": 50}".into())
+    // Progress arrives after each batch of points, ending at 50/50.
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let record = {
+        let seen = seen.clone();
+        wasm_bindgen::closure::Closure::<dyn FnMut(u32, u32)>::new(move |done, total| {
+            seen.borrow_mut().push((done, total))
+        })
+    };
+    let report: js_sys::Function = wasm_bindgen::JsCast::unchecked_ref::<js_sys::Function>(record.as_ref()).clone();
+    let options = "{\"n_steps\": 50, \"internal_batch_size\": 20}";
+    let json = web::explain("tiny".into(), text, options.into(), Some(report))
         .await
         .unwrap();
+    assert_eq!(*seen.borrow(), [(20, 50), (40, 50), (50, 50)]);
     let answer: serde_json::Value = serde_json::from_str(&json).unwrap();
     let got: Vec<f64> = answer["attributions"]
         .as_array()
@@ -106,11 +117,11 @@ async fn the_engine_api_loads_bytes_and_answers_json() {
         .collect();
     assert!(cosine(&got, &expected) > 0.9999);
     // Errors come back as errors, with what was wrong.
-    let err = web::explain("nope".into(), "x".into(), String::new())
+    let err = web::explain("nope".into(), "x".into(), String::new(), None)
         .await
         .unwrap_err();
     assert!(err.as_string().unwrap().contains("'nope' is not loaded"));
-    let err = web::explain("tiny".into(), "x".into(), "{\"n_steps\": \"many\"}".into())
+    let err = web::explain("tiny".into(), "x".into(), "{\"n_steps\": \"many\"}".into(), None)
         .await
         .unwrap_err();
     assert!(err.as_string().unwrap().contains("options"));

@@ -249,13 +249,27 @@ pub async fn explain(
     input: &ExplainInput<'_>,
     options: &ExplainOptions,
 ) -> Result<Explanation> {
+    explain_with_progress(model, input, options, None).await
+}
+
+/// Reports progress as (interpolation points done, points in all).
+pub type Progress<'a> = Option<&'a dyn Fn(usize, usize)>;
+
+/// [`explain`], calling `progress` after each batch of interpolation points of IG (where
+/// the points run one batch after another: always in the browser).
+pub async fn explain_with_progress(
+    model: &EncoderClassifier,
+    input: &ExplainInput<'_>,
+    options: &ExplainOptions,
+    progress: Progress<'_>,
+) -> Result<Explanation> {
     validate(model, input, options)?;
     let device = model_device(model);
     let words = model.word_embeddings(ids_tensor(input.ids, &device));
     let probs = read_f32(softmax(model.forward_embeds(words.clone(), None), 1)).await?;
     let target = options.target.unwrap_or_else(|| argmax(&probs));
     match options.attribution {
-        Attribution::Ig => integrated_gradients(model, input, options, words, probs, target, &device).await,
+        Attribution::Ig => integrated_gradients(model, input, options, words, probs, target, progress).await,
         Attribution::Saliency | Attribution::GradInput => {
             let tracked = words.clone().autodiff().require_grad();
             let grads = target_probability(model, tracked.clone(), target).sum().backward();
@@ -285,17 +299,19 @@ async fn integrated_gradients(
     words: Tensor<3>,
     probs: Vec<f32>,
     target: usize,
-    device: &Device,
+    progress: Progress<'_>,
 ) -> Result<Explanation> {
+    let device = &model_device(model);
     let baseline = baseline_embeddings(model, input, options.baseline, &words, device)?;
     let f_baseline = read_f32(target_probability(model, baseline.clone(), target)).await?[0];
-    let per_dim = integrate_path(
+    let per_dim = integrate_path_with_progress(
         |points| target_probability(model, points, target),
         words,
         baseline,
         options.method,
         options.n_steps,
         options.internal_batch_size,
+        progress,
     )?;
     let attributions = read_f32(per_dim.sum_dim(2).reshape([-1])).await?;
     let f_input = probs[target];
@@ -321,6 +337,19 @@ pub fn integrate_path(
     method: Method,
     n_steps: usize,
     chunk: Option<usize>,
+) -> Result<Tensor<3>> {
+    integrate_path_with_progress(f, input, baseline, method, n_steps, chunk, None)
+}
+
+/// [`integrate_path`], calling `progress` after each chunk of points.
+pub fn integrate_path_with_progress(
+    f: impl Fn(Tensor<3>) -> Tensor<2> + Sync,
+    input: Tensor<3>,
+    baseline: Tensor<3>,
+    method: Method,
+    n_steps: usize,
+    chunk: Option<usize>,
+    progress: Progress<'_>,
 ) -> Result<Tensor<3>> {
     let (alphas, weights) = nodes(method, n_steps)?;
     if chunk == Some(0) {
@@ -354,7 +383,7 @@ pub fn integrate_path(
             .ok_or_else(|| Error::Backend("no gradient reached the word embeddings".into()))?;
         Ok(gradient.sum_dim(0))
     };
-    let partial_sums = run_ranges(&ranges, workers, &gradient_sum)?;
+    let partial_sums = run_ranges(&ranges, workers, &gradient_sum, progress)?;
     let integrated = partial_sums
         .into_iter()
         .fold(path.zeros_like(), |total, part| total + part);
@@ -388,20 +417,36 @@ pub fn cpu_workers(device: &Device) -> usize {
 
 /// Runs each range through `work`, on `workers` threads where there are several; the
 /// results come back in range order, so the sum does not depend on scheduling.
+/// `progress` hears of each finished range (of all of them at once when run in parallel).
 fn run_ranges(
     ranges: &[(usize, usize)],
     workers: usize,
     work: &(dyn Fn((usize, usize)) -> Result<Tensor<3>> + Sync),
+    progress: Progress<'_>,
 ) -> Result<Vec<Tensor<3>>> {
+    let total = ranges.last().map_or(0, |r| r.1);
     #[cfg(not(target_arch = "wasm32"))]
     if workers > 1 && ranges.len() > 1 {
         // Inside rayon's pool, so that the matrix products the workers start share its
         // threads with them instead of oversubscribing the cores.
         use rayon::prelude::*;
-        return ranges.par_iter().with_max_len(1).map(|r| work(*r)).collect();
+        let parts = ranges.par_iter().with_max_len(1).map(|r| work(*r)).collect();
+        if let Some(report) = progress {
+            report(total, total);
+        }
+        return parts;
     }
     let _ = workers;
-    ranges.iter().map(|r| work(*r)).collect()
+    ranges
+        .iter()
+        .map(|&r| {
+            let part = work(r);
+            if let Some(report) = progress {
+                report(r.1, total);
+            }
+            part
+        })
+        .collect()
 }
 
 #[cfg(test)]
