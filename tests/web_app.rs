@@ -334,7 +334,10 @@ fn explains_on_webgpu_like_the_trainer() {
     check_against_the_trainer(&page, "webgpu");
     // The page showed IG's progress while it ran (SwiftShader is slow enough to see it).
     let progress = page["progressSeen"].to_string();
-    assert!(progress.contains(&format!("/{STEPS} points")), "no progress shown: {progress}");
+    assert!(
+        progress.contains(&format!("/{STEPS} points")),
+        "no progress shown: {progress}"
+    );
     let badge = page["backendText"].as_str().unwrap_or_default();
     assert!(
         badge.contains("WebGPU") && badge.contains("software"),
