@@ -18,15 +18,19 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
+/// `<target>/<profile>` of this test executable (`<target>/<profile>/deps/<test>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(2)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
 /// The `trainer` binary of the same build profile as this test (`cargo test --workspace`
 /// builds it alongside).
 pub fn trainer_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join(format!("trainer{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir().join(format!("trainer{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} is missing: build it with `cargo build --workspace` (same profile as the tests)",
@@ -37,12 +41,7 @@ pub fn trainer_bin() -> PathBuf {
 
 /// A directory for a test's outputs (screenshots, generated bundles): `<target>/tmp/<name>`.
 pub fn output_dir(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf();
+    let target = profile_dir().parent().expect("<target>/<profile>").to_path_buf();
     let dir = target.join("tmp").join(name);
     std::fs::create_dir_all(&dir).expect("test output dir");
     dir

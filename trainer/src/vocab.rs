@@ -49,10 +49,12 @@ pub fn train_wordpiece<'a>(
     texts: impl Iterator<Item = &'a String> + Send + Clone,
     vocab_size: usize,
 ) -> anyhow::Result<String> {
-    let pieces = continuation_tokens(texts.clone())?;
-    let specials = |tokens: &mut dyn Iterator<Item = String>| -> Vec<AddedToken> {
-        tokens.map(|t| AddedToken::from(t, true)).collect()
-    };
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|t| t.to_string())
+        .chain(continuation_tokens(texts.clone())?)
+        .map(|t| AddedToken::from(t, true))
+        .collect();
     let mut training = Tokenizer::new(WordPiece::default());
     training.with_normalizer(Some(normalizer()));
     training.with_pre_tokenizer(Some(BertPreTokenizer));
@@ -60,9 +62,7 @@ pub fn train_wordpiece<'a>(
         .vocab_size(vocab_size)
         .min_frequency(2)
         .show_progress(false)
-        .special_tokens(specials(
-            &mut SPECIAL_TOKENS.iter().map(|t| t.to_string()).chain(pieces),
-        ))
+        .special_tokens(specials)
         .build()
         .into();
     training

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::deeplink::{BackendChoice, DeepLink, MAX_STEPS, PageOptions};
-use crate::download::{buffer_of, fetch_text, fetch_verified, is_cached};
+use crate::download::{buffer_of, fetch_text, fetch_verified, is_cached, js_text};
 use crate::heat::{colour, row_scale};
 use crate::manifest::{FileEntry, Manifest, ManifestModel};
 use crate::outcome::{EngineExplanation, ModelOutcome, compare_with_teacher, result_json};
@@ -68,51 +68,39 @@ struct AppState {
 }
 
 thread_local! {
-    /// Started once per page; every caller awaits the same promise.
-    static BACKEND: RefCell<Option<Promise>> = const { RefCell::new(None) };
-    static TOKENIZER: RefCell<Option<Promise>> = const { RefCell::new(None) };
-    /// Models loaded (or loading) in the worker.
-    static LOADED: RefCell<HashMap<String, Promise>> = RefCell::new(HashMap::new());
+    /// Work done once per page ("backend", "tokenizer", "model:NAME"): every caller awaits
+    /// the same promise.
+    static ONCE: RefCell<HashMap<String, Promise>> = RefCell::new(HashMap::new());
 }
 
 fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
-fn js_text(e: JsValue) -> String {
-    e.as_string().unwrap_or_else(|| format!("{e:?}"))
-}
-
-/// Awaits a shared promise created by `make` on first use; a failure is forgotten so the
-/// next attempt retries.
-async fn shared<F, Fut>(
-    slot: &'static std::thread::LocalKey<RefCell<Option<Promise>>>,
-    make: F,
-) -> Result<JsValue, String>
+/// Awaits the shared promise for `key`, created by `make` on first use; a failure is
+/// forgotten so the next attempt retries.
+async fn once<F, Fut>(key: String, make: F) -> Result<JsValue, String>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<JsValue, String>> + 'static,
 {
-    let promise = slot.with(|s| s.borrow().clone());
-    let promise = match promise {
-        Some(p) => p,
-        None => {
-            let future = make();
-            let p = future_to_promise(async move { future.await.map_err(|e| JsValue::from_str(&e)) });
-            slot.with(|s| *s.borrow_mut() = Some(p.clone()));
-            p
-        }
-    };
+    let existing = ONCE.with(|o| o.borrow().get(&key).cloned());
+    let promise = existing.unwrap_or_else(|| {
+        let future = make();
+        let p = future_to_promise(async move { future.await.map_err(|e| JsValue::from_str(&e)) });
+        ONCE.with(|o| o.borrow_mut().insert(key.clone(), p.clone()));
+        p
+    });
     let result = JsFuture::from(promise).await.map_err(js_text);
     if result.is_err() {
-        slot.with(|s| *s.borrow_mut() = None);
+        ONCE.with(|o| o.borrow_mut().remove(&key));
     }
     result
 }
 
 async fn ensure_backend(state: AppState) -> Result<BackendInfo, String> {
     let choice = state.backend_choice.get_untracked().name();
-    let answer = shared(&BACKEND, move || async move {
+    let answer = once("backend".into(), move || async move {
         client()?
             .call(&request("init", &[("backend", choice.into())]), &[])
             .await
@@ -145,20 +133,24 @@ fn set_progress(state: AppState, label: &str, loaded: u64) {
 /// Downloads one bundle file with a progress bar.
 async fn download(state: AppState, path: String, entry: FileEntry) -> Result<Uint8Array, String> {
     let url = format!("models/{path}");
-    let cached = is_cached(&url, &entry).await;
     state.downloads.update(|d| {
         if !d.iter().any(|p| p.label == path) {
             d.push(FileProgress {
                 label: path.clone(),
                 loaded: 0,
                 total: entry.size,
-                cached,
+                cached: false,
             });
         }
     });
-    let bytes = fetch_verified(&url, &entry, &|loaded| set_progress(state, &path, loaded)).await?;
-    set_progress(state, &path, entry.size);
-    Ok(bytes)
+    let fetched = fetch_verified(&url, &entry, &|loaded| set_progress(state, &path, loaded)).await?;
+    state.downloads.update(|d| {
+        if let Some(p) = d.iter_mut().find(|p| p.label == path) {
+            p.loaded = entry.size;
+            p.cached = fetched.from_cache;
+        }
+    });
+    Ok(fetched.bytes)
 }
 
 fn utf8(bytes: &Uint8Array, what: &str) -> Result<String, String> {
@@ -166,7 +158,7 @@ fn utf8(bytes: &Uint8Array, what: &str) -> Result<String, String> {
 }
 
 async fn tokenizer_bytes(state: AppState, entry: FileEntry) -> Result<Uint8Array, String> {
-    let value = shared(&TOKENIZER, move || async move {
+    let value = once("tokenizer".into(), move || async move {
         download(state, "tokenizer.json".into(), entry).await.map(JsValue::from)
     })
     .await?;
@@ -175,50 +167,34 @@ async fn tokenizer_bytes(state: AppState, entry: FileEntry) -> Result<Uint8Array
 
 /// Downloads a model's files and loads it into the worker (once per page).
 async fn ensure_model(state: AppState, tokenizer: FileEntry, model: ManifestModel) -> Result<(), String> {
-    let name = model.name.clone();
-    let promise = LOADED.with(|l| l.borrow().get(&name).cloned());
-    let promise = match promise {
-        Some(p) => p,
-        None => {
-            let p = future_to_promise(async move {
-                let load = async {
-                    let tokenizer = tokenizer_bytes(state, tokenizer).await?;
-                    let file = |f: &str| {
-                        let entry = model
-                            .files
-                            .get(f)
-                            .cloned()
-                            .ok_or_else(|| format!("{}: no {f}", model.name))?;
-                        Ok::<_, String>(download(state, format!("{}/{f}", model.name), entry))
-                    };
-                    let config = utf8(&file("config.json")?.await?, "config.json")?;
-                    let meta = utf8(&file("astrid.json")?.await?, "astrid.json")?;
-                    let weights = file("model.safetensors")?.await?;
-                    let buffer = buffer_of(&weights);
-                    let fields = [
-                        ("name", JsValue::from_str(&model.name)),
-                        ("config", config.into()),
-                        ("weights", buffer.clone()),
-                        ("tokenizer", tokenizer.into()),
-                        ("meta", meta.into()),
-                    ];
-                    client()?
-                        .call(&request("load", &fields), &[buffer])
-                        .await
-                        .map_err(|e| format!("loading {} failed: {e}", model.name))?;
-                    Ok::<_, String>(JsValue::NULL)
-                };
-                load.await.map_err(|e| JsValue::from_str(&e))
-            });
-            LOADED.with(|l| l.borrow_mut().insert(name.clone(), p.clone()));
-            p
-        }
-    };
-    let result = JsFuture::from(promise).await.map(|_| ()).map_err(js_text);
-    if result.is_err() {
-        LOADED.with(|l| l.borrow_mut().remove(&name));
-    }
-    result
+    once(format!("model:{}", model.name), move || async move {
+        let tokenizer = tokenizer_bytes(state, tokenizer).await?;
+        let file = |f: &str| {
+            let entry = model
+                .files
+                .get(f)
+                .cloned()
+                .ok_or_else(|| format!("{}: no {f}", model.name))?;
+            Ok::<_, String>(download(state, format!("{}/{f}", model.name), entry))
+        };
+        let config = utf8(&file("config.json")?.await?, "config.json")?;
+        let meta = utf8(&file("astrid.json")?.await?, "astrid.json")?;
+        let weights = file("model.safetensors")?.await?;
+        let buffer = buffer_of(&weights);
+        let fields = [
+            ("name", JsValue::from_str(&model.name)),
+            ("config", config.into()),
+            ("weights", buffer.clone()),
+            ("tokenizer", tokenizer.into()),
+            ("meta", meta.into()),
+        ];
+        client()?
+            .call(&request("load", &fields), &[buffer])
+            .await
+            .map_err(|e| format!("loading {} failed: {e}", model.name))
+    })
+    .await
+    .map(|_| ())
 }
 
 fn engine_options(options: &PageOptions) -> String {
@@ -545,7 +521,7 @@ fn BundleError() -> impl IntoView {
     }
 }
 
-fn megabytes(bytes: u64) -> String {
+fn file_size(bytes: u64) -> String {
     match bytes {
         0..1_000 => format!("{bytes} B"),
         1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
@@ -613,7 +589,7 @@ fn ModelPicker() -> impl IntoView {
                             {m.shape().map(|s| format!(" · {s}"))}
                             {format!(" · {} params · acc {} · similarity {} · {}",
                                 params_text(m.params), optional(m.accuracy, 3), optional(m.similarity, 3),
-                                megabytes(m.download_size()))}
+                                file_size(m.download_size()))}
                             {cached}
                         </span>
                     </label>
@@ -632,7 +608,7 @@ fn Downloads() -> impl IntoView {
         if downloads.is_empty() {
             return None;
         }
-        let finished = downloads.iter().all(|d| d.loaded >= d.total);
+        let (count, finished) = (downloads.len(), downloads.iter().all(|d| d.loaded >= d.total));
         let total: u64 = downloads.iter().map(|d| d.total).sum();
         let from_cache = downloads.iter().filter(|d| d.cached).count();
         let rows = downloads
@@ -641,7 +617,7 @@ fn Downloads() -> impl IntoView {
                 let label = if d.cached && d.loaded >= d.total {
                     "from cache".to_string()
                 } else {
-                    format!("{} / {}", megabytes(d.loaded), megabytes(d.total))
+                    format!("{} / {}", file_size(d.loaded), file_size(d.total))
                 };
                 view! {
                     <div class="download">
@@ -654,12 +630,11 @@ fn Downloads() -> impl IntoView {
             .collect_view();
         // Once everything is in, one line; the bars stay one click away.
         Some(if finished {
-            let count = state.downloads.with(Vec::len);
             view! {
                 <details class="downloads">
                     <summary>{format!(
                         "{count} files ({}) checked against the manifest's sha256; {from_cache} from the browser's cache",
-                        megabytes(total)
+                        file_size(total)
                     )}</summary>
                     {rows}
                 </details>

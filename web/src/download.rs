@@ -14,7 +14,8 @@ use crate::manifest::FileEntry;
 /// an old file.
 const CACHE_NAME: &str = "astrid-bundle-v1";
 
-fn js_text(e: JsValue) -> String {
+/// A JavaScript error or value as readable text.
+pub fn js_text(e: JsValue) -> String {
     e.as_string()
         .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
         .unwrap_or_else(|| format!("{e:?}"))
@@ -98,9 +99,15 @@ async fn read_body(response: &Response, expected: u64, progress: &dyn Fn(u64)) -
     Ok(all)
 }
 
+/// A checked file, and whether it came from the cache.
+pub struct Fetched {
+    pub bytes: Uint8Array,
+    pub from_cache: bool,
+}
+
 /// Downloads `url` (or takes it from the cache), checks size and sha256 against `entry`,
 /// and returns the bytes. `progress` gets the bytes received so far.
-pub async fn fetch_verified(url: &str, entry: &FileEntry, progress: &dyn Fn(u64)) -> Result<Uint8Array, String> {
+pub async fn fetch_verified(url: &str, entry: &FileEntry, progress: &dyn Fn(u64)) -> Result<Fetched, String> {
     let cache = open_cache().await;
     let key = format!("{url}?sha256={}", entry.sha256);
     if let Some(cache) = &cache
@@ -110,7 +117,10 @@ pub async fn fetch_verified(url: &str, entry: &FileEntry, progress: &dyn Fn(u64)
         let bytes = response_bytes(&response).await?;
         if sha256_hex(&bytes).await? == entry.sha256 {
             progress(entry.size);
-            return Ok(bytes);
+            return Ok(Fetched {
+                bytes,
+                from_cache: true,
+            });
         }
         // A damaged cache entry: drop it and download again.
         let _ = wait(cache.delete_with_str(&key)).await;
@@ -142,7 +152,10 @@ pub async fn fetch_verified(url: &str, entry: &FileEntry, progress: &dyn Fn(u64)
         // Quota errors only cost a download next time.
         let _ = wait(cache.put_with_str(&key, &stored)).await;
     }
-    Ok(bytes)
+    Ok(Fetched {
+        bytes,
+        from_cache: false,
+    })
 }
 
 /// Whether `url` is already in the cache with this sha256 (shown as "cached").

@@ -39,7 +39,8 @@ pub fn client() -> Result<Rc<WorkerClient>, String> {
     Ok(client)
 }
 
-fn get(value: &JsValue, key: &str) -> JsValue {
+/// `value[key]`, undefined when missing.
+pub fn field(value: &JsValue, key: &str) -> JsValue {
     Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
@@ -55,9 +56,9 @@ impl WorkerClient {
             let (pending, listeners) = (pending.clone(), listeners.clone());
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let data = event.data();
-                let Some(id) = get(&data, "id").as_f64() else { return };
+                let Some(id) = field(&data, "id").as_f64() else { return };
                 let id = id as u32;
-                let progress = get(&data, "progress");
+                let progress = field(&data, "progress");
                 if progress.is_object() {
                     let at = |i: u32| {
                         Reflect::get_u32(&progress, i)
@@ -74,10 +75,10 @@ impl WorkerClient {
                 let Some((resolve, reject)) = pending.borrow_mut().remove(&id) else {
                     return;
                 };
-                if get(&data, "ok").as_bool() == Some(true) {
-                    let _ = resolve.call1(&JsValue::NULL, &get(&data, "result"));
+                if field(&data, "ok").as_bool() == Some(true) {
+                    let _ = resolve.call1(&JsValue::NULL, &field(&data, "result"));
                 } else {
-                    let _ = reject.call1(&JsValue::NULL, &get(&data, "error"));
+                    let _ = reject.call1(&JsValue::NULL, &field(&data, "error"));
                 }
             })
         };
@@ -140,9 +141,7 @@ impl WorkerClient {
             self.listeners.borrow_mut().remove(&id);
             return Err(format!("cannot send to the compute worker: {e:?}"));
         }
-        JsFuture::from(promise)
-            .await
-            .map_err(|e| e.as_string().unwrap_or_else(|| format!("{e:?}")))
+        JsFuture::from(promise).await.map_err(crate::download::js_text)
     }
 }
 
@@ -154,8 +153,4 @@ pub fn request(kind: &str, fields: &[(&str, JsValue)]) -> Object {
         let _ = Reflect::set(&object, &(*key).into(), value);
     }
     object
-}
-
-pub fn field(value: &JsValue, key: &str) -> JsValue {
-    get(value, key)
 }
