@@ -47,6 +47,7 @@ fn linear_function_gives_input_times_gradient_exactly() {
                 method,
                 n,
                 Some(3),
+                None,
             )
             .unwrap();
             assert_close(
@@ -80,6 +81,7 @@ fn quadratic_function_is_integrated_exactly_by_gauss_legendre() {
             tensor3(&b, [1, 4, 1], &device),
             Method::GaussLegendre,
             n,
+            None,
             None,
         )
         .unwrap();

@@ -304,7 +304,7 @@ async fn integrated_gradients(
     let device = &model_device(model);
     let baseline = baseline_embeddings(model, input, options.baseline, &words, device)?;
     let f_baseline = read_f32(target_probability(model, baseline.clone(), target)).await?[0];
-    let per_dim = integrate_path_with_progress(
+    let per_dim = integrate_path(
         |points| target_probability(model, points, target),
         words,
         baseline,
@@ -329,20 +329,9 @@ async fn integrated_gradients(
 /// Integrated Gradients of any scalar function of an embedded sequence: `f` maps a batch of
 /// points `[batch, seq, hidden]` to one output per point (`[batch, 1]`). Returns
 /// `(input − baseline) ⊙ Σ_k w_k ∇f(baseline + α_k (input − baseline))`, `[1, seq, hidden]`,
-/// with Captum's nodes and weights for `method`; `chunk` points go through `f` at a time.
+/// with Captum's nodes and weights for `method`; `chunk` points go through `f` at a time,
+/// and `progress` hears of each chunk done.
 pub fn integrate_path(
-    f: impl Fn(Tensor<3>) -> Tensor<2> + Sync,
-    input: Tensor<3>,
-    baseline: Tensor<3>,
-    method: Method,
-    n_steps: usize,
-    chunk: Option<usize>,
-) -> Result<Tensor<3>> {
-    integrate_path_with_progress(f, input, baseline, method, n_steps, chunk, None)
-}
-
-/// [`integrate_path`], calling `progress` after each chunk of points.
-pub fn integrate_path_with_progress(
     f: impl Fn(Tensor<3>) -> Tensor<2> + Sync,
     input: Tensor<3>,
     baseline: Tensor<3>,
