@@ -214,8 +214,30 @@ pub fn load_checkpoint_dir(
     )
 }
 
+/// Why `dir` is not an Astrid model directory (`astrid.json` beside the Hugging Face files
+/// and nothing else), or `Ok` when it is one: only such a directory is ever replaced.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn recognise_model_dir(dir: &std::path::Path) -> std::result::Result<(), String> {
+    let meta = std::fs::read_to_string(dir.join(META_FILE)).map_err(|_| format!("it has no {META_FILE}"))?;
+    serde_json::from_str::<ModelMeta>(&meta).map_err(|e| format!("its {META_FILE} is not Astrid's ({e})"))?;
+    let foreign: Vec<String> = crate::files::list_dir(dir)
+        .into_iter()
+        .filter(|n| ![CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE].contains(&n.as_str()))
+        .filter(|n| crate::files::temp_name_pid(n).is_none())
+        .collect();
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "it holds files Astrid did not write ({})",
+            crate::files::show_names(&foreign)
+        ))
+    }
+}
+
 /// Writes an Astrid model directory. Files are written into a temporary directory that is
-/// renamed into place at the end, so a crash never leaves a half-written model.
+/// renamed into place at the end, so a crash never leaves a half-written model; an existing
+/// `dir` is replaced only when it is an Astrid model directory ([`recognise_model_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_model_dir(
     dir: &std::path::Path,
@@ -223,20 +245,12 @@ pub fn save_model_dir(
     tokenizer_json: &[u8],
     meta: &ModelMeta,
 ) -> Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "model".into());
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| Error::io(staging.display(), e))?;
+    if dir.exists() && !crate::files::is_empty_dir(dir) {
+        recognise_model_dir(dir).map_err(|why| Error::io(dir.display(), format!("not replaced: {why}")))?;
+    }
+    let staging = crate::files::StagingDir::new(dir)?;
     let write = |file: &str, bytes: &[u8]| {
-        std::fs::write(staging.join(file), bytes).map_err(|e| Error::io(staging.join(file).display(), e))
+        std::fs::write(staging.path().join(file), bytes).map_err(|e| Error::io(staging.path().join(file).display(), e))
     };
     let config = serde_json::to_string_pretty(&model.config.to_hf_json()).map_err(|e| Error::Backend(e.to_string()))?;
     write(CONFIG_FILE, config.as_bytes())?;
@@ -244,13 +258,5 @@ pub fn save_model_dir(
     write(TOKENIZER_FILE, tokenizer_json)?;
     let meta = serde_json::to_string_pretty(meta).map_err(|e| Error::Backend(e.to_string()))?;
     write(META_FILE, meta.as_bytes())?;
-    if dir.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(dir, &old).map_err(|e| Error::io(dir.display(), e))?;
-        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir.display(), e))?;
-        let _ = std::fs::remove_dir_all(old);
-    } else {
-        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir.display(), e))?;
-    }
-    Ok(())
+    staging.commit(recognise_model_dir)
 }

@@ -186,6 +186,12 @@ pub fn load_safetensors_bytes(
     device: &Device,
 ) -> Result<(EncoderClassifier, LoadReport)> {
     config.validate()?;
+    {
+        let file = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::weights(source, format!("not a readable safetensors file: {e}")))?;
+        check_size(&file, config, source)?;
+        check_finite_tensors(&file, source)?;
+    }
     let mut model = config.init(device);
     let mut store = hf_to_astrid_store(SafetensorsStore::from_bytes(Some(bytes)), config.architecture);
     let result = model
@@ -193,6 +199,91 @@ pub fn load_safetensors_bytes(
         .map_err(|e| Error::weights(source, format!("not a readable safetensors file: {e}")))?;
     let report = check_applied(result, source, allow_fresh_head)?;
     Ok((model, report))
+}
+
+/// Refuses a config.json whose model is larger than the weights could fill (beyond a fresh
+/// classification head): building it would only allocate memory for an error.
+fn check_size(file: &safetensors::SafeTensors, config: &ModelConfig, source: &str) -> Result<()> {
+    let values: f64 = file
+        .iter()
+        .map(|(_, view)| view.shape().iter().map(|&d| d as f64).product::<f64>())
+        .sum();
+    let (h, c) = (config.hidden_size as f64, config.num_labels as f64);
+    let head = h * h + h + h * c + c;
+    let needed = config.num_params() as f64;
+    if needed > values + head {
+        return Err(Error::weights(
+            source,
+            format!(
+                "the shape in config.json needs {needed:.0} parameters but the file holds {values:.0} values; \
+                 config.json and the weights do not belong together"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses weights with a NaN or an infinity: such a model answers with NaN probabilities,
+/// which would otherwise pass for a prediction. The error names the tensor and the element.
+fn check_finite_tensors(file: &safetensors::SafeTensors, source: &str) -> Result<()> {
+    use safetensors::Dtype;
+    let mut tensors: Vec<_> = file.iter().collect();
+    tensors.sort_by_key(|(name, _)| name.to_string());
+    for (name, view) in tensors {
+        let data = view.data();
+        let (found, count) = match view.dtype() {
+            Dtype::F32 => (
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                    .enumerate()
+                    .find(|(_, v)| !v.is_finite()),
+                data.len() / 4,
+            ),
+            Dtype::F64 => (
+                data.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .enumerate()
+                    .find(|(_, v)| !v.is_finite()),
+                data.len() / 8,
+            ),
+            // Half precision: all exponent bits set is an infinity or a NaN.
+            Dtype::F16 | Dtype::BF16 => {
+                let (shift, mask) = if view.dtype() == Dtype::F16 {
+                    (10, 0x1f)
+                } else {
+                    (7, 0xff)
+                };
+                (
+                    data.chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .enumerate()
+                        .find(|(_, bits)| (bits >> shift) & mask == mask)
+                        .map(|(i, bits)| {
+                            (
+                                i,
+                                if bits & ((1 << shift) - 1) == 0 {
+                                    f64::INFINITY
+                                } else {
+                                    f64::NAN
+                                },
+                            )
+                        }),
+                    data.len() / 2,
+                )
+            }
+            _ => (None, 0),
+        };
+        if let Some((index, value)) = found {
+            return Err(Error::weights(
+                source,
+                format!(
+                    "tensor '{name}' holds {value} at element {index} of {count}: the weights are broken \
+                     (a training run that diverged?); retrain the model or load another checkpoint"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Serialises a model's weights to safetensors bytes in Hugging Face layout.

@@ -27,6 +27,10 @@ impl Architecture {
     }
 }
 
+/// The largest model Astrid builds (parameters): far above BERT-large, far below what
+/// would exhaust a machine's memory by a typo in config.json.
+pub const MAX_PARAMS: f64 = 2e9;
+
 /// Everything needed to build an encoder classifier of a given shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -137,6 +141,23 @@ impl ModelConfig {
                 return Err(Error::invalid(field, "must be at least 1"));
             }
         }
+        // A hostile or mistyped config must not make the model's allocation (or the
+        // parameter count) overflow or exhaust memory before the weights are even read.
+        let params = self.num_params_f64();
+        if params > MAX_PARAMS {
+            return Err(Error::invalid(
+                "(shape)",
+                format!(
+                    "describes a model of {params:.3e} parameters; Astrid takes at most {MAX_PARAMS:.0e} (BERT-large has 3.4e8)"
+                ),
+            ));
+        }
+        if self.num_heads > self.hidden_size {
+            return Err(Error::invalid(
+                "num_attention_heads",
+                format!("{} is more than hidden_size = {}", self.num_heads, self.hidden_size),
+            ));
+        }
         if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::invalid(
                 "hidden_size",
@@ -156,6 +177,24 @@ impl ModelConfig {
             return Err(Error::invalid("pad_token_id", "must be smaller than vocab_size"));
         }
         Ok(())
+    }
+
+    /// [`Self::num_params`] in floating point, which cannot overflow for any shape.
+    fn num_params_f64(&self) -> f64 {
+        let [v, h, i, l, c, p, t] = [
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_layers,
+            self.num_labels,
+            self.max_position_embeddings,
+            self.type_vocab_size,
+        ]
+        .map(|x| x as f64);
+        let linear = |a: f64, b: f64| a * b + b;
+        let emb = (v + p + t) * h + 2.0 * h;
+        let layer = 4.0 * linear(h, h) + linear(h, i) + linear(i, h) + 4.0 * h;
+        emb + l * layer + linear(h, h) + linear(h, c)
     }
 
     /// Parameter count computed from the shape alone (equals the built model's).

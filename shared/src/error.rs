@@ -38,6 +38,10 @@ pub enum Error {
     #[error("tokenizer {source_name}: {message}")]
     Tokenizer { source_name: String, message: String },
 
+    /// A model produced NaN or infinite values.
+    #[error("{0}")]
+    NotFinite(String),
+
     /// The backend failed (device lost, readback failed).
     #[error("backend: {0}")]
     Backend(String),

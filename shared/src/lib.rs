@@ -11,6 +11,8 @@ pub mod compare;
 pub mod config;
 pub mod error;
 pub mod explain;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod files;
 pub mod model;
 pub mod tokenize;
 

@@ -83,6 +83,15 @@ named_enum!(
     ]
 );
 
+/// The most interpolation steps IG accepts. Captum's default is 50; the quadrature error
+/// of Gauss-Legendre is below float rounding long before 10,000, while the cost (one
+/// gradient per step) keeps growing.
+pub const MAX_N_STEPS: usize = 10_000;
+
+/// Interpolation points in flight at once (over all workers) when the caller sets no
+/// internal batch: memory grows with it (activations of every point), so it is bounded.
+pub const DEFAULT_POINTS_IN_FLIGHT: usize = 64;
+
 /// Options of an explanation; the defaults are Captum's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExplainOptions {
@@ -90,7 +99,8 @@ pub struct ExplainOptions {
     pub n_steps: usize,
     pub method: Method,
     pub baseline: Baseline,
-    /// Interpolation points per forward/backward pass; `None` = all `n_steps` at once.
+    /// Interpolation points per forward/backward pass; `None` = the steps split between the
+    /// CPU workers, at most [`DEFAULT_POINTS_IN_FLIGHT`] at once.
     /// The result does not depend on it beyond float rounding; it bounds memory.
     pub internal_batch_size: Option<usize>,
     /// Class to explain; `None` = the predicted class.
@@ -197,6 +207,28 @@ fn validate(model: &EncoderClassifier, input: &ExplainInput, options: &ExplainOp
     if options.internal_batch_size == Some(0) {
         return Err(Error::invalid("internal-batch-size", "must be at least 1"));
     }
+    if options.attribution == Attribution::Ig && !(1..=MAX_N_STEPS).contains(&options.n_steps) {
+        return Err(Error::invalid(
+            "n-steps",
+            format!(
+                "{} is out of range; use 1 to {MAX_N_STEPS} (50 is Captum's default and usually enough: see the convergence delta)",
+                options.n_steps
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses NaN or infinite outputs: a broken model (weights, or an input it overflows on)
+/// must not pass for a prediction or an explanation.
+fn check_finite(values: &[f32], what: &str) -> Result<()> {
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        return Err(Error::NotFinite(format!(
+            "the model's {what} include {bad} ({} values): its weights are broken or it overflows on this input; \
+             check the model (trainer explain loads and checks its weights) or retrain it",
+            values.len()
+        )));
+    }
     Ok(())
 }
 
@@ -267,6 +299,7 @@ pub async fn explain_with_progress(
     let device = model_device(model);
     let words = model.word_embeddings(ids_tensor(input.ids, &device));
     let probs = read_f32(softmax(model.forward_embeds(words.clone(), None), 1)).await?;
+    check_finite(&probs, "probabilities")?;
     let target = options.target.unwrap_or_else(|| argmax(&probs));
     match options.attribution {
         Attribution::Ig => integrated_gradients(model, input, options, words, probs, target, progress).await,
@@ -280,8 +313,10 @@ pub async fn explain_with_progress(
                 Attribution::Saliency => gradient.abs(),
                 _ => gradient * words,
             };
+            let attributions = read_f32(per_dim.sum_dim(2).reshape([-1])).await?;
+            check_finite(&attributions, "attributions")?;
             Ok(Explanation {
-                attributions: read_f32(per_dim.sum_dim(2).reshape([-1])).await?,
+                attributions,
                 target,
                 probs,
                 convergence_delta: None,
@@ -314,6 +349,7 @@ async fn integrated_gradients(
         progress,
     )?;
     let attributions = read_f32(per_dim.sum_dim(2).reshape([-1])).await?;
+    check_finite(&attributions, "attributions")?;
     let f_input = probs[target];
     let total: f64 = attributions.iter().map(|&a| a as f64).sum();
     Ok(Explanation {
@@ -345,8 +381,11 @@ pub fn integrate_path(
         return Err(Error::invalid("internal-batch-size", "must be at least 1"));
     }
     let workers = cpu_workers(&input.device()).min(n_steps.max(1));
-    // Without a chunk size, split the points evenly between the workers.
-    let chunk = chunk.unwrap_or(n_steps.div_ceil(workers)).min(n_steps);
+    // Without a chunk size, split the points evenly between the workers, with at most
+    // DEFAULT_POINTS_IN_FLIGHT points in memory at once.
+    let chunk = chunk
+        .unwrap_or(n_steps.div_ceil(workers).min(DEFAULT_POINTS_IN_FLIGHT / workers))
+        .clamp(1, n_steps.max(1));
     let path = input - baseline.clone();
     let ranges: Vec<(usize, usize)> = (0..n_steps)
         .step_by(chunk)
