@@ -48,8 +48,11 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// The text to classify and explain.
-    #[arg(long)]
-    pub text: String,
+    #[arg(long, required_unless_present = "text_file", conflicts_with = "text_file")]
+    pub text: Option<String>,
+    /// Read the text from a file instead (`-` reads standard input): for long texts.
+    #[arg(long, value_name = "PATH")]
+    pub text_file: Option<PathBuf>,
     /// Class to explain (default: the predicted class).
     #[arg(long)]
     pub target: Option<usize>,
@@ -69,13 +72,67 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
+/// The most text `explain` reads: far beyond any model's input (texts are cut to
+/// --max-length tokens), and small enough to hold in memory.
+const MAX_TEXT_BYTES: usize = 16 << 20;
+
+/// The text from `--text`, or from `--text-file` (`-` = standard input).
+fn read_text(args: &ExplainArgs) -> anyhow::Result<String> {
+    use std::io::Read;
+    let Some(path) = &args.text_file else {
+        return Ok(args.text.clone().unwrap_or_default());
+    };
+    let mut bytes = Vec::new();
+    let shown = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_TEXT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read the text from standard input")?;
+        "standard input".to_string()
+    } else {
+        if path.is_dir() {
+            anyhow::bail!("--text-file {}: is a directory; give a text file", path.display());
+        }
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_TEXT_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .with_context(|| format!("--text-file {}: cannot read", path.display()))?;
+        path.display().to_string()
+    };
+    if bytes.len() > MAX_TEXT_BYTES {
+        anyhow::bail!(
+            "{shown}: longer than {} MiB; give the part to explain (the model reads at most --max-length tokens)",
+            MAX_TEXT_BYTES >> 20
+        );
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        anyhow::anyhow!(
+            "{shown}: not UTF-8 text (byte {}); re-save it as UTF-8",
+            e.utf8_error().valid_up_to() + 1
+        )
+    })
+}
+
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    if !(1..=astrid::explain::MAX_N_STEPS).contains(&args.ig.n_steps) {
+        anyhow::bail!(
+            "--n-steps {}: use 1 to {} (50 is Captum's default)",
+            args.ig.n_steps,
+            astrid::explain::MAX_N_STEPS
+        );
+    }
+    let text = read_text(&args)?;
+    if text.trim().is_empty() {
+        anyhow::bail!("the text is empty; give a text to classify and explain");
+    }
     let selected = device::select(args.backend)?;
     let loaded = LoadedModel::from_dir(&args.model, args.max_length, &selected.device)
         .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
     let options = args.ig.options(args.attribution, args.target);
     let started = Instant::now();
-    let result = pollster::block_on(loaded.explain_text(&args.text, &options))?;
+    let result = pollster::block_on(loaded.explain_text(&text, &options))
+        .with_context(|| format!("explaining with {}", args.model.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     let (tok, ex) = (&result.tokenized, &result.explanation);
     let words = merge_wordpieces(&tok.tokens, &ex.attributions, &tok.special);

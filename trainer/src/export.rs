@@ -1,23 +1,29 @@
 //! `trainer export`: the web bundle. A manifest (models, configs, sizes, sha256 of every
 //! file, sample texts, results) beside each model's Hugging Face files and one tokenizer.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 use astrid::bundle::{CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use astrid::files::{StagingDir, is_empty_dir, list_dir, process_alive, show_names, temp_name_pid, write_atomic};
 use clap::Args;
+use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::atomic::write_atomic;
+use crate::fingerprint::sha256_hex;
+use crate::rundir;
 use crate::suite::ROLES;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// A run directory written by `trainer run`.
     #[arg(long)]
     pub run: PathBuf,
-    /// Where the bundle goes (the web app reads models/ beside its index.html).
+    /// Where the bundle goes (the web app reads models/ beside its index.html): a new or
+    /// empty directory, or an earlier bundle to replace. Nothing else is ever replaced.
     #[arg(long, default_value = "www/models")]
     pub to: PathBuf,
     /// How many validation texts to offer as samples.
@@ -29,31 +35,160 @@ pub struct ExportArgs {
     pub models: Option<Vec<String>>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn copy_file(from: &Path, to: &Path) -> anyhow::Result<serde_json::Value> {
     let bytes = std::fs::read(from).with_context(|| format!("{}: cannot read", from.display()))?;
     write_atomic(to, &bytes)?;
     Ok(json!({"size": bytes.len(), "sha256": sha256_hex(&bytes)}))
 }
 
+/// `path` made absolute with symbolic links resolved, also when its last components do not
+/// exist yet: the place it names, for comparing it with other places.
+fn resolved(path: &Path) -> anyhow::Result<PathBuf> {
+    let absolute = std::path::absolute(path).with_context(|| format!("{}: not a usable path", path.display()))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut place = existing
+        .canonicalize()
+        .with_context(|| format!("{}: cannot be resolved", existing.display()))?;
+    for name in rest.into_iter().rev() {
+        match Path::new(&name).components().next() {
+            Some(Component::ParentDir) => {
+                place.pop();
+            }
+            Some(Component::CurDir) | None => {}
+            Some(_) => place.push(name),
+        }
+    }
+    Ok(place)
+}
+
+/// The parts of a bundle's manifest that say which files belong to it.
+#[derive(Deserialize)]
+struct ManifestFiles {
+    format: u64,
+    models: Vec<ManifestModel>,
+}
+
+#[derive(Deserialize)]
+struct ManifestModel {
+    name: String,
+    files: BTreeMap<String, serde_json::Value>,
+}
+
+/// Why `dir` is not a bundle this command wrote, or `Ok` when it is one: its manifest
+/// parses and every file there is one the manifest lists. Only such a directory is replaced.
+pub fn recognise_bundle(dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE))
+        .map_err(|_| format!("it holds {} and no {MANIFEST_FILE}", show_names(&list_dir(dir))))?;
+    let manifest: ManifestFiles =
+        serde_json::from_str(&text).map_err(|e| format!("its {MANIFEST_FILE} is not an Astrid bundle's ({e})"))?;
+    if manifest.format == 0 {
+        return Err(format!("its {MANIFEST_FILE} is not an Astrid bundle's (format 0)"));
+    }
+    let mut foreign = Vec::new();
+    for name in list_dir(dir) {
+        if name == MANIFEST_FILE || name == TOKENIZER_FILE || temp_name_pid(&name).is_some() {
+            continue;
+        }
+        match manifest.models.iter().find(|m| m.name == name) {
+            Some(model) if dir.join(&name).is_dir() => foreign.extend(
+                list_dir(&dir.join(&name))
+                    .into_iter()
+                    .filter(|f| !model.files.contains_key(f) && temp_name_pid(f).is_none())
+                    .map(|f| format!("{name}/{f}")),
+            ),
+            _ => foreign.push(name),
+        }
+    }
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "it holds files that are not part of the bundle its manifest describes ({})",
+            show_names(&foreign)
+        ))
+    }
+}
+
+/// Removes the staging and replaced directories that an interrupted export to `to` left
+/// beside it (`.NAME.partial-PID`, `.NAME.old-PID` of processes that have ended); nothing else.
+fn remove_stale_staging(to: &Path) {
+    let (Some(parent), Some(name)) = (to.parent(), to.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    for entry in list_dir(parent) {
+        if entry.starts_with(&prefix) && temp_name_pid(&entry).is_some_and(|pid| !process_alive(pid)) {
+            let path = parent.join(&entry);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if removed.is_ok() {
+                eprintln!("removed {} (left by an interrupted export)", path.display());
+            }
+        }
+    }
+}
+
+/// Checks `--to` against the run and the current directory, and what is there now.
+fn check_destination(to: &Path, run: &Path) -> anyhow::Result<()> {
+    let shown = to.display();
+    if std::fs::symlink_metadata(to).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("--to {shown}: is a symbolic link; give the directory itself. Nothing was written");
+    }
+    let place = resolved(to)?;
+    let run_place = resolved(run)?;
+    if place == run_place || place.starts_with(&run_place) || run_place.starts_with(&place) {
+        bail!(
+            "--to {shown}: is {} the run directory {}; the bundle must go elsewhere (e.g. --to www/models). \
+             Nothing was written",
+            if place == run_place {
+                "the same as"
+            } else if place.starts_with(&run_place) {
+                "inside"
+            } else {
+                "above"
+            },
+            run.display()
+        );
+    }
+    let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    if cwd.is_some_and(|cwd| cwd.starts_with(&place)) {
+        bail!(
+            "--to {shown}: is the current directory or holds it; give a new or empty directory (e.g. --to www/models). \
+             Nothing was written"
+        );
+    }
+    match std::fs::metadata(to) {
+        Err(_) => Ok(()),
+        Ok(m) if !m.is_dir() => bail!("--to {shown}: is a file; give a directory. Nothing was written"),
+        Ok(_) if is_empty_dir(to) => Ok(()),
+        Ok(_) => recognise_bundle(to).map_err(|why| {
+            anyhow::anyhow!(
+                "--to {shown}: not replaced: {why}. Export writes into a new or empty directory, or replaces an \
+                 earlier bundle; give another --to, or move those files away yourself. Nothing was written"
+            )
+        }),
+    }
+}
+
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let results_path = args.run.join("results.json");
-    let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&results_path)
-            .with_context(|| format!("{}: missing; finish `trainer run` first", results_path.display()))?,
-    )
-    .with_context(|| format!("{}: not valid JSON", results_path.display()))?;
-    // Build into a sibling directory and swap it in at the end: no half-written bundle.
-    let staging = args.to.with_file_name(format!(
-        ".{}.partial-{}",
-        args.to
-            .file_name()
-            .map_or("models".into(), |n| n.to_string_lossy().to_string()),
-        std::process::id()
-    ));
     if let Some(wanted) = &args.models
         && let Some(unknown) = wanted.iter().find(|w| !ROLES.contains(&w.as_str()))
     {
@@ -62,11 +197,33 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             ROLES.join(", ")
         );
     }
-    let _ = std::fs::remove_dir_all(&staging);
+    if !args.run.is_dir() {
+        bail!("--run {}: no such run directory", args.run.display());
+    }
+    let results_path = args.run.join("results.json");
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&results_path)
+            .with_context(|| format!("{}: missing; finish `trainer run` first", results_path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", results_path.display()))?;
+    // Keeps a run from writing into the directory while it is read.
+    let _reading = rundir::lock_shared(&args.run)?;
+    let teacher_dir = args.run.join("models").join(ROLES[0]);
+    if !teacher_dir.is_dir() {
+        bail!(
+            "{}: the run has no teacher model; the page compares every student with it. Finish `trainer run` first",
+            teacher_dir.display()
+        );
+    }
+    check_destination(&args.to, &args.run)?;
+    remove_stale_staging(&args.to);
+    // Built in a sibling directory and swapped in at the end: no half-written bundle, and
+    // the staging directory is removed on every error.
+    let staging = StagingDir::new(&args.to)?;
     let mut files = serde_json::Map::new();
     files.insert(
         TOKENIZER_FILE.into(),
-        copy_file(&args.run.join(TOKENIZER_FILE), &staging.join(TOKENIZER_FILE))?,
+        copy_file(&args.run.join(TOKENIZER_FILE), &staging.path().join(TOKENIZER_FILE))?,
     );
     let mut models = Vec::new();
     for role in ROLES {
@@ -77,10 +234,15 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         }
         let mut model_files = serde_json::Map::new();
         for file in [CONFIG_FILE, WEIGHTS_FILE, META_FILE] {
-            let entry = copy_file(&dir.join(file), &staging.join(role).join(file))?;
+            let entry = copy_file(&dir.join(file), &staging.path().join(role).join(file))?;
             model_files.insert(file.into(), entry);
         }
-        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(CONFIG_FILE))?)?;
+        let config_path = dir.join(CONFIG_FILE);
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&config_path)
+                .with_context(|| format!("{}: cannot read", config_path.display()))?,
+        )
+        .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
         let result = results["models"]
             .as_array()
             .and_then(|m| m.iter().find(|r| r["name"] == role))
@@ -96,9 +258,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             "verdict": result.as_ref().map(|r| r["verdict"].clone()),
         }));
     }
-    if models.is_empty() {
-        bail!("{}: no models/ in this run directory", args.run.display());
-    }
     let samples = sample_texts(&args.run, args.samples)?;
     let manifest = json!({
         "format": 1,
@@ -109,16 +268,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         "results": results,
     });
     write_atomic(
-        &staging.join("manifest.json"),
+        &staging.path().join(MANIFEST_FILE),
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
-    if args.to.exists() {
-        std::fs::remove_dir_all(&args.to).with_context(|| format!("{}: cannot replace", args.to.display()))?;
-    }
-    if let Some(parent) = args.to.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(&staging, &args.to).with_context(|| format!("{}: cannot write", args.to.display()))?;
+    staging.commit(recognise_bundle)?;
     println!("wrote {} ({} models, manifest.json)", args.to.display(), models.len());
     Ok(())
 }

@@ -2,15 +2,18 @@
 //! reasons (`run`), explains single texts (`explain`), exports the web bundle (`export`),
 //! describes data (`data stats`) and measures speed (`bench`).
 
-mod atomic;
 mod bench;
+mod clock;
 mod data;
 mod device;
 mod explain_cmd;
 mod export;
+mod fingerprint;
 mod metrics;
 mod report;
 mod run;
+mod run_args;
+mod rundir;
 mod suite;
 mod train;
 mod vocab;
@@ -66,9 +69,28 @@ fn keep_freed_memory() {
     }
 }
 
+/// Burn puts some state (the optimizer's, when a checkpoint is loaded) on its *default*
+/// device, which is the GPU when wgpu is compiled in: on a CPU run that started a Vulkan
+/// driver (stray "XDG_RUNTIME_DIR is invalid" lines) and panicked on a bad `BURN_DEVICE`.
+/// The default follows `--backend` instead.
+fn pin_default_device(backend: device::Backend) {
+    let name = match backend {
+        device::Backend::Cpu => "flex",
+        device::Backend::Wgpu => "wgpu",
+    };
+    // SAFETY: called at the start of main, before any other thread exists.
+    unsafe { std::env::set_var("BURN_DEVICE", name) };
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
+    pin_default_device(match &cli.command {
+        Command::Run(args) => args.backend,
+        Command::Explain(args) => args.backend,
+        Command::Bench(args) => args.backend,
+        Command::Export(_) | Command::Data { .. } => device::Backend::Cpu,
+    });
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Explain(args) => explain_cmd::run(args),

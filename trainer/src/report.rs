@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::atomic::write_atomic;
 use crate::run::{ModelResult, TextAttribution};
+use astrid::files::write_atomic;
 
 fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), |x| format!("{x:.3}"))

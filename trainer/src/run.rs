@@ -12,134 +12,40 @@ use astrid::EncoderClassifier;
 use astrid::bundle::{ModelMeta, TOKENIZER_FILE, save_model_dir};
 use astrid::compare::{cosine, merge_wordpieces, spearman, top_k_overlap};
 use astrid::explain::{Attribution, ExplainInput, ExplainOptions, explain};
+use astrid::files::write_atomic;
 use astrid::tokenize::{TextTokenizer, TokenizedText};
 use burn::module::Module;
-use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::atomic::write_atomic;
 use crate::data::Dataset;
 use crate::data::load::{Columns, load};
 use crate::data::split::{Split, stratified};
 use crate::data::synthetic::{CorpusSpec, generate};
-use crate::device::{self, Backend};
-use crate::explain_cmd::IgArgs;
+use crate::device;
+use crate::fingerprint::{
+    CorpusSettings, DataSettings, DistillSettings, ExplanationSettings, ModelSettings, RUN_FORMAT, RunSettings,
+    TokenizerSettings, TrainingSettings, checkpoint_digest, differences, sha256_hex,
+};
 use crate::metrics::{Classification, Summary, classification, summarise};
 use crate::report;
+pub use crate::run_args::{DataArgs, RunArgs, TargetChoice};
+use crate::run_args::{MIN_EVALUATION_TEXTS, WARN_EVALUATION_TEXTS};
+use crate::rundir::{self, OutDir, RUN_FILE};
 use crate::suite::suite;
 use crate::train::{CheckpointDir, Distill, Encoded, TrainOptions, argmax, predict_logits, train};
 use crate::vocab::train_wordpiece;
 
-#[derive(Args, Debug, Clone)]
-pub struct DataArgs {
-    /// Labelled texts: CSV, TSV or JSONL (SCOTUS justice.csv is recognised). Default: the
-    /// embedded generated corpus.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Column (or JSON field) with the text.
-    #[arg(long)]
-    pub text_col: Option<String>,
-    /// Column (or JSON field) with the label.
-    #[arg(long)]
-    pub label_col: Option<String>,
-    /// Label values in class order, comma separated (default: sorted).
-    #[arg(long, value_delimiter = ',')]
-    pub labels: Option<Vec<String>>,
-    /// Use only the first N labelled rows.
-    #[arg(long)]
-    pub sample: Option<usize>,
-    /// Size of the embedded corpus.
-    #[arg(long, default_value_t = 1600)]
-    pub corpus_size: usize,
-    /// Embedded corpus without the planted shortcut word.
-    #[arg(long)]
-    pub no_shortcut: bool,
-    /// Seed of the split (and of the embedded corpus).
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    /// A Hugging Face tokenizer.json (default: taken from an --init checkpoint, else a
-    /// WordPiece vocabulary trained on the training split).
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-    /// Size of the trained WordPiece vocabulary.
-    #[arg(long, default_value_t = 8000)]
-    pub vocab_size: usize,
-    /// Longest token sequence (texts are cut, keeping [CLS] … [SEP]).
-    #[arg(long, default_value_t = 128)]
-    pub max_length: usize,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// quick (reduced sizes, minutes on a CPU), paper (the real shapes) or test (tiny).
-    #[arg(long, default_value = "quick")]
-    pub suite: String,
-    /// The run directory (default runs/<timestamp>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
-    pub backend: Backend,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Peak learning rate (default 5e-4 from scratch, 5e-5 with --init).
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long, default_value_t = 0.01)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub warmup: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub clip: f64,
-    /// Early stopping: epochs without a better validation accuracy.
-    #[arg(long, default_value_t = 2)]
-    pub patience: usize,
-    /// Train the students on the trained teacher's logits as well as the labels.
-    #[arg(long)]
-    pub distill: bool,
-    #[arg(long, default_value_t = 2.0)]
-    pub temperature: f64,
-    #[arg(long, default_value_t = 0.5)]
-    pub alpha: f64,
-    /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable).
-    #[arg(long = "init", value_name = "ROLE=DIR")]
-    pub init: Vec<String>,
-    /// Start each student whose width matches the teacher's from the trained teacher's
-    /// embeddings and evenly spaced layers (every other one for half the depth, as DistilBERT).
-    #[arg(long)]
-    pub init_from_teacher: bool,
-    /// How many validation texts to explain with every model.
-    #[arg(long, default_value_t = 50)]
-    pub explain_n: usize,
-    #[command(flatten)]
-    pub ig: IgArgs,
-    /// Which class each model explains: its own prediction (model), the teacher's, or the label.
-    #[arg(long, default_value = "model")]
-    pub target: TargetChoice,
-    /// Keep students at or above this test accuracy.
-    #[arg(long, default_value_t = 0.70)]
-    pub min_accuracy: f64,
-    /// Keep students at or above this mean cosine similarity to the teacher.
-    #[arg(long, default_value_t = 0.80)]
-    pub min_similarity: f64,
-    /// Top-k for the overlap measure.
-    #[arg(long, default_value_t = 5)]
-    pub top_k: usize,
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetChoice {
-    Model,
-    Teacher,
-    Label,
+/// The data a run works on, before tokenization: what the fingerprint needs.
+pub struct Loaded {
+    pub data: Dataset,
+    /// The split made from `--seed` (a resumed run then checks it against its saved one).
+    pub split: Split,
+    /// Labelled texts before `--sample` cut them.
+    pub texts_before_sample: usize,
+    /// The tokenizer the run starts from (`--tokenizer`, or an `--init` checkpoint's) and its
+    /// SHA-256; `None` when a vocabulary is trained on the data.
+    pub source_tokenizer: Option<(String, String)>,
 }
 
 /// The data a run works on, tokenized.
@@ -150,24 +56,24 @@ pub struct Prepared {
     pub tokenizer: TextTokenizer,
 }
 
-/// Loads (or generates) the data and decides the split and tokenizer. `saved` holds the
-/// split and tokenizer of an earlier run to reuse.
-pub fn prepare(
-    args: &DataArgs,
-    init_dirs: &BTreeMap<String, PathBuf>,
-    saved: Option<&Path>,
-) -> anyhow::Result<Prepared> {
-    let (data, mut split) = match &args.data {
-        None => generate(&CorpusSpec {
-            size: args.corpus_size,
-            seed: args.seed,
-            shortcut_rate: if args.no_shortcut {
-                0.0
-            } else {
-                CorpusSpec::default().shortcut_rate
-            },
-            ..CorpusSpec::default()
-        }),
+/// Loads (or generates) the data, splits it and reads the tokenizer to start from. Reads
+/// nothing of an earlier run.
+pub fn load_data(args: &DataArgs, init_dirs: &BTreeMap<String, PathBuf>) -> anyhow::Result<Loaded> {
+    let (data, split, texts_before_sample) = match &args.data {
+        None => {
+            let (data, split) = generate(&CorpusSpec {
+                size: args.corpus_size,
+                seed: args.seed,
+                shortcut_rate: if args.no_shortcut {
+                    0.0
+                } else {
+                    CorpusSpec::default().shortcut_rate
+                },
+                ..CorpusSpec::default()
+            });
+            let n = data.len();
+            (data, split, n)
+        }
         Some(path) => {
             let columns = Columns {
                 text: args.text_col.clone(),
@@ -175,38 +81,73 @@ pub fn prepare(
                 label_order: args.labels.clone(),
             };
             let mut data = load(path, &columns)?;
+            let before = data.len();
             if let Some(n) = args.sample {
                 data.texts.truncate(n);
                 data.labels.truncate(n);
             }
             let split = stratified(&data, 0.1, 0.1, args.seed);
-            (data, split)
+            (data, split, before)
         }
     };
     if data.class_counts().iter().filter(|&&c| c > 0).count() < 2 {
         bail!("{}: the texts used hold a single class; use more rows", data.source);
     }
+    let source = args
+        .tokenizer
+        .clone()
+        .or_else(|| init_dirs.values().map(|d| d.join(TOKENIZER_FILE)).find(|p| p.exists()));
+    let source_tokenizer = source
+        .map(|path| {
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("{}: cannot read the tokenizer", path.display()))
+                .map(|json| {
+                    let sha = sha256_hex(json.as_bytes());
+                    (json, sha)
+                })
+        })
+        .transpose()?;
+    Ok(Loaded {
+        data,
+        split,
+        texts_before_sample,
+        source_tokenizer,
+    })
+}
+
+/// Decides the split and the tokenizer. `saved` is the directory of the run being resumed:
+/// its split (which must fit the data) and tokenizer are reused.
+pub fn prepare(loaded: Loaded, args: &DataArgs, saved: Option<&Path>) -> anyhow::Result<Prepared> {
+    let Loaded {
+        data,
+        mut split,
+        source_tokenizer,
+        ..
+    } = loaded;
     if let Some(dir) = saved {
         let path = dir.join("split.json");
         if path.exists() {
-            split = serde_json::from_str(&std::fs::read_to_string(&path)?)
-                .with_context(|| format!("{}", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            split = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a split this tool wrote (edited?); give another --out for a new run",
+                    path.display()
+                )
+            })?;
+            split.check(data.len()).map_err(|why| {
+                anyhow::anyhow!(
+                    "{}: does not fit the data ({why}); the run directory was changed since the run started: \
+                     give another --out for a new run",
+                    path.display()
+                )
+            })?;
         }
-    }
-    if split.validation.is_empty() || split.test.is_empty() {
-        bail!(
-            "{}: too few texts for a validation and a test part ({} texts)",
-            data.source,
-            data.len()
-        );
     }
     let saved_tokenizer = saved.map(|d| d.join(TOKENIZER_FILE)).filter(|p| p.exists());
     let tokenizer_json = if let Some(path) = saved_tokenizer {
         std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?
-    } else if let Some(path) = &args.tokenizer {
-        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the tokenizer", path.display()))?
-    } else if let Some(dir) = init_dirs.values().find(|d| d.join(TOKENIZER_FILE).exists()) {
-        std::fs::read_to_string(dir.join(TOKENIZER_FILE))?
+    } else if let Some((json, _)) = source_tokenizer {
+        json
     } else {
         train_wordpiece(split.train.iter().map(|&i| &data.texts[i]), args.vocab_size)?
     };
@@ -217,6 +158,32 @@ pub fn prepare(
         tokenizer_json,
         tokenizer,
     })
+}
+
+/// Refuses a split too small to evaluate on; warns when accuracy will be rough.
+fn check_evaluation_size(prepared: &Loaded, args: &DataArgs) -> anyhow::Result<()> {
+    let (validation, test) = (prepared.split.validation.len(), prepared.split.test.len());
+    if validation < MIN_EVALUATION_TEXTS || test < MIN_EVALUATION_TEXTS {
+        bail!(
+            "{}: {} texts give {validation} validation and {test} test texts; a run needs at least \
+             {MIN_EVALUATION_TEXTS} of each (about {} labelled texts){}; nothing was written",
+            prepared.data.source,
+            prepared.data.len(),
+            MIN_EVALUATION_TEXTS * 10,
+            if args.sample.is_some() {
+                ": use a larger --sample"
+            } else {
+                ": use more data"
+            }
+        );
+    }
+    if test < WARN_EVALUATION_TEXTS {
+        eprintln!(
+            "warning: only {test} test texts: each moves accuracy by {:.1} points, so compare accuracies with care",
+            100.0 / test as f64
+        );
+    }
+    Ok(())
 }
 
 fn encode(prepared: &Prepared, indices: &[usize]) -> anyhow::Result<(Encoded, Vec<TokenizedText>)> {
@@ -275,29 +242,6 @@ pub struct TextAttribution {
     pub label: usize,
 }
 
-fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for spec in specs {
@@ -315,49 +259,124 @@ fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
-/// The settings that must not change between a run and its resumption.
-fn fingerprint(args: &RunArgs) -> serde_json::Value {
-    json!({
-        "suite": args.suite, "data": args.data.data, "sample": args.data.sample, "seed": args.data.seed,
-        "corpus_size": args.data.corpus_size, "no_shortcut": args.data.no_shortcut,
-        "text_col": args.data.text_col, "label_col": args.data.label_col, "labels": args.data.labels,
-        "max_length": args.data.max_length, "vocab_size": args.data.vocab_size, "tokenizer": args.data.tokenizer,
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "distill": args.distill,
-        "init": args.init, "init_from_teacher": args.init_from_teacher, "explain_n": args.explain_n, "n_steps": args.ig.n_steps, "method": args.ig.method.name(),
-        "baseline": args.ig.baseline.name(), "target": args.target,
-    })
+/// The run's fingerprint: what its results depend on, normalised.
+fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String>) -> RunSettings {
+    let data = &prepared.data;
+    let explained = args.explain_n.min(prepared.split.validation.len());
+    RunSettings {
+        format: RUN_FORMAT,
+        data: DataSettings {
+            source: data.source.clone(),
+            sha256: data.sha256.clone(),
+            corpus: args.data.data.is_none().then_some(CorpusSettings {
+                size: args.data.corpus_size,
+                shortcut: !args.data.no_shortcut,
+            }),
+            text_col: args.data.text_col.clone(),
+            label_col: args.data.label_col.clone(),
+            labels: data.label_names.clone(),
+            sample: args.data.sample.filter(|&n| n < prepared.texts_before_sample),
+            seed: args.data.seed,
+        },
+        tokenizer: TokenizerSettings {
+            sha256: prepared.source_tokenizer.as_ref().map(|(_, sha)| sha.clone()),
+            vocab_size: prepared.source_tokenizer.is_none().then_some(args.data.vocab_size),
+            max_length: args.data.max_length,
+        },
+        models: ModelSettings {
+            suite: args.suite,
+            init_from_teacher: args.init_from_teacher,
+            init,
+        },
+        training: TrainingSettings {
+            backend: args.backend.to_string(),
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: learning_rate(args),
+            weight_decay: args.weight_decay,
+            warmup: args.warmup,
+            clip: args.clip,
+            patience: args.patience,
+            distill: args.distill.then_some(DistillSettings {
+                temperature: args.temperature,
+                alpha: args.alpha,
+            }),
+        },
+        explanations: ExplanationSettings {
+            texts: explained,
+            n_steps: args.ig.n_steps,
+            method: args.ig.method,
+            baseline: args.ig.baseline,
+            target: args.target,
+        },
+    }
+}
+
+/// The peak learning rate: given, or the default for training from scratch / fine-tuning.
+fn learning_rate(args: &RunArgs) -> f64 {
+    args.lr.unwrap_or(if args.init.is_empty() { 5e-4 } else { 5e-5 })
+}
+
+/// Refuses to resume a run whose saved fingerprint differs from this command's.
+fn check_same_run(out: &Path, settings: &RunSettings) -> anyhow::Result<()> {
+    let path = out.join(RUN_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let saved: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON; give another --out for a new run", path.display()))?;
+    let lines = differences(&saved, settings).with_context(|| format!("{} holds a run, but", out.display()))?;
+    if !lines.is_empty() {
+        bail!(
+            "{} holds a run made with other settings (saved → this command):\n  {}\nTo resume it, run the command it \
+             was started with; for a new run, give another --out. Nothing was written.",
+            out.display(),
+            lines.join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Everything is checked before anything is written: options, --out, data, checkpoints.
+    args.validate()?;
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(timestamp()));
-    let settings_path = out.join("run.json");
-    let settings = fingerprint(&args);
-    let resuming = settings_path.exists();
-    if resuming {
-        let before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&settings_path)?)
-            .with_context(|| format!("{}: unreadable", settings_path.display()))?;
-        if before != settings {
-            bail!(
-                "{} holds a run with other settings; resume it with the same command, or choose another --out",
-                out.display()
-            );
-        }
-    }
-    // Read and check the data before anything is written.
+        .unwrap_or_else(|| PathBuf::from("runs").join(crate::clock::timestamp()));
+    let found = rundir::inspect(&out)?;
     let inits = parse_inits(&args.init)?;
-    let prepared = prepare(&args.data, &inits, resuming.then_some(out.as_path()))?;
+    let mut init_digests = BTreeMap::new();
+    for (role, dir) in &inits {
+        let digest = checkpoint_digest(dir).with_context(|| format!("--init {role}={}", dir.display()))?;
+        init_digests.insert(role.clone(), digest);
+    }
+    let loaded = load_data(&args.data, &inits)?;
+    check_evaluation_size(&loaded, &args.data)?;
+    let settings = run_settings(&args, &loaded, init_digests);
+    if found == OutDir::Run {
+        check_same_run(&out, &settings)?;
+    }
+    let prepared = prepare(loaded, &args.data, (found == OutDir::Run).then_some(out.as_path()))?;
     let selected = device::select(args.backend)?;
     let device = &selected.device;
     device.seed(args.data.seed);
+
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run directory", out.display()))?;
+    let _lock = rundir::lock(&out)?;
+    // Another run may have started here between the look above and the lock.
+    let resuming = out.join(RUN_FILE).exists();
     if resuming {
+        check_same_run(&out, &settings)?;
         eprintln!("resuming the run in {}", out.display());
     }
+    rundir::clean_stale(&out);
     eprintln!("backend: {}", selected.description);
-    write_atomic(&settings_path, serde_json::to_string_pretty(&settings)?.as_bytes())?;
+    if args.explain_n > settings.explanations.texts {
+        eprintln!(
+            "note: --explain-n {} but the validation part has {} texts; all of them are explained",
+            args.explain_n, settings.explanations.texts
+        );
+    }
+    write_atomic(&out.join(RUN_FILE), serde_json::to_string_pretty(&settings)?.as_bytes())?;
     write_atomic(
         &out.join("split.json"),
         serde_json::to_string(&prepared.split)?.as_bytes(),
@@ -383,12 +402,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (val_set, val_tokens) = encode(&prepared, &prepared.split.validation)?;
     let (test_set, _) = encode(&prepared, &prepared.split.test)?;
 
-    let models = suite(
-        &args.suite,
-        prepared.tokenizer.vocab_size().max(8),
-        args.data.max_length,
-    )?;
-    let lr = args.lr.unwrap_or(if inits.is_empty() { 5e-4 } else { 5e-5 });
+    let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
+    let lr = settings.training.learning_rate;
     let mut trained: Vec<(String, EncoderClassifier, crate::train::TrainState)> = Vec::new();
     let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
     for (k, (role, mut config)) in models.into_iter().enumerate() {
@@ -431,7 +446,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             weight_decay: args.weight_decay,
             warmup_ratio: args.warmup,
             clip_norm: args.clip,
-            patience: args.patience.max(1),
+            patience: args.patience,
             seed: args.data.seed.wrapping_add(k as u64),
             distill: (args.distill && k > 0).then_some(Distill {
                 temperature: args.temperature,
@@ -516,7 +531,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .ok()
             .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
             .unwrap_or_default();
-        if existing.len() == n_explain {
+        // Reused only when it explains exactly these texts (it is this run's own file).
+        let fits = existing.len() == n_explain
+            && existing
+                .iter()
+                .zip(&prepared.split.validation)
+                .all(|(row, &index)| row.index == index);
+        if fits {
             all_attributions.push(existing);
             continue;
         }
@@ -773,7 +794,8 @@ pub fn decide(results: &mut [ModelResult], min_accuracy: f64, min_similarity: f6
 
 /// `trainer data stats`: what is in a data file.
 pub fn stats(args: DataArgs) -> anyhow::Result<()> {
-    let prepared = prepare(&args, &BTreeMap::new(), None)?;
+    args.validate()?;
+    let prepared = prepare(load_data(&args, &BTreeMap::new())?, &args, None)?;
     let data = &prepared.data;
     println!("source       {}", data.source);
     println!(

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use astrid::checkpoint::to_safetensors_bytes;
 use astrid::explain::read_f32;
 use astrid::model::EncoderClassifier;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, ParamId};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -19,8 +19,8 @@ use burn_store::{BurnpackStore, ModuleSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
 use crate::data::split::SplitMix64;
+use astrid::files::write_atomic;
 
 /// Token ids of a set of texts and their classes.
 #[derive(Debug, Clone, Default)]
@@ -61,7 +61,8 @@ pub struct EpochRecord {
     pub sequences_per_second: f64,
 }
 
-/// What survives a kill: written after each epoch, with the weights and optimizer state.
+/// What survives a kill: written after each epoch, after the files it names, with their
+/// hashes, so a resumed run uses exactly the files this state was written with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
     pub epochs_done: usize,
@@ -70,24 +71,72 @@ pub struct TrainState {
     pub epochs_without_improvement: usize,
     pub finished: bool,
     pub history: Vec<EpochRecord>,
+    /// SHA-256 of `epoch-N.bpk`, `epoch-N.optim` (N = epochs_done) and `best-E.safetensors`
+    /// (E = best_epoch).
+    #[serde(default)]
+    pub weights_sha256: String,
+    #[serde(default)]
+    pub optimizer_sha256: String,
+    #[serde(default)]
+    pub best_sha256: String,
 }
 
-/// Where one model's checkpoints live.
+/// Where one model's checkpoints live. Weights are named by epoch, so the state never
+/// points at a file a later, interrupted epoch overwrote.
 pub struct CheckpointDir(pub PathBuf);
 
 impl CheckpointDir {
     fn state(&self) -> PathBuf {
         self.0.join("state.json")
     }
-    fn last_weights(&self) -> PathBuf {
-        self.0.join("last.bpk")
+    fn epoch_weights(&self, epoch: usize) -> PathBuf {
+        self.0.join(format!("epoch-{epoch}.bpk"))
     }
-    fn optimizer(&self) -> PathBuf {
-        self.0.join("optimizer.bin")
+    fn epoch_optimizer(&self, epoch: usize) -> PathBuf {
+        self.0.join(format!("epoch-{epoch}.optim"))
     }
-    /// The best model so far, in Hugging Face layout.
-    pub fn best_weights(&self) -> PathBuf {
-        self.0.join("best.safetensors")
+    /// The best model of epoch `epoch`, in Hugging Face layout.
+    pub fn best_weights(&self, epoch: usize) -> PathBuf {
+        self.0.join(format!("best-{epoch}.safetensors"))
+    }
+
+    /// Reads a checkpoint file and checks it is the one `state.json` recorded.
+    fn read_checked(&self, path: &std::path::Path, sha256: &str) -> anyhow::Result<Vec<u8>> {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "{}: missing; delete {} to train this model again",
+                path.display(),
+                self.0.display()
+            )
+        })?;
+        if crate::fingerprint::sha256_hex(&bytes) != sha256 {
+            bail!(
+                "{}: is not the file state.json recorded (changed or damaged); delete {} to train this model again",
+                path.display(),
+                self.0.display()
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// Removes the files of earlier epochs once `state` (already written) points elsewhere.
+    fn prune(&self, state: &TrainState) {
+        let keep = [
+            self.epoch_weights(state.epochs_done),
+            self.epoch_optimizer(state.epochs_done),
+            self.best_weights(state.best_epoch),
+            self.state(),
+        ];
+        let is_ours = |name: &str| {
+            (name.starts_with("epoch-") && (name.ends_with(".bpk") || name.ends_with(".optim")))
+                || (name.starts_with("best-") && name.ends_with(".safetensors"))
+        };
+        for name in astrid::files::list_dir(&self.0) {
+            let path = self.0.join(&name);
+            if is_ours(&name) && !keep.contains(&path) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     pub fn load_state(&self) -> anyhow::Result<Option<TrainState>> {
@@ -139,6 +188,14 @@ pub async fn predict_logits(
         let refs: Vec<&Vec<u32>> = chunk.iter().map(|&i| &data[i]).collect();
         let (ids, mask) = batch_tensors(&refs, &device);
         let logits = read_f32(model.forward(ids, Some(mask))).await?;
+        if let Some(k) = logits.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "the model's logits are not finite ({}) for text {} of {}: its weights are broken or it overflows; retrain it (lower --lr)",
+                logits[k],
+                chunk[k / labels] + 1,
+                data.len()
+            );
+        }
         for (k, &i) in chunk.iter().enumerate() {
             results[i] = logits[k * labels..(k + 1) * labels].to_vec();
         }
@@ -200,25 +257,31 @@ pub fn train(
         epochs_without_improvement: 0,
         finished: false,
         history: Vec::new(),
+        weights_sha256: String::new(),
+        optimizer_sha256: String::new(),
+        best_sha256: String::new(),
     });
     let autodiff = device.clone().autodiff();
     let mut optimizer = adamw(options);
     let mut model = model.to_device(&autodiff).train();
-    if state.epochs_done > 0 {
-        let mut store = BurnpackStore::from_file(checkpoints.last_weights());
+    let finished = |state: &TrainState| state.finished || state.epochs_done >= options.epochs;
+    if state.epochs_done > 0 && !finished(&state) {
+        let weights_path = checkpoints.epoch_weights(state.epochs_done);
+        let weights = checkpoints.read_checked(&weights_path, &state.weights_sha256)?;
+        let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(weights)));
         model.load_from(&mut store).with_context(|| {
             format!(
-                "{}: cannot resume from it; delete the directory to retrain",
+                "{}: cannot resume from it; delete {} to train this model again",
+                weights_path.display(),
                 checkpoints.0.display()
             )
         })?;
-        let bytes = std::fs::read(checkpoints.optimizer())
-            .with_context(|| format!("{}: missing optimizer state", checkpoints.optimizer().display()))?;
+        let optimizer_path = checkpoints.epoch_optimizer(state.epochs_done);
+        let bytes = checkpoints.read_checked(&optimizer_path, &state.optimizer_sha256)?;
         optimizer = optimizer
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", checkpoints.optimizer().display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_path.display()))?;
     }
-    let finished = |state: &TrainState| state.finished || state.epochs_done >= options.epochs;
     if !finished(&state) {
         let steps_per_epoch = train.ids.len().div_ceil(options.batch_size.max(1));
         let total_steps = steps_per_epoch * options.epochs;
@@ -293,31 +356,24 @@ pub fn train(
                 state.best_accuracy = val_acc;
                 state.best_epoch = epoch + 1;
                 state.epochs_without_improvement = 0;
-                write_atomic(&checkpoints.best_weights(), &to_safetensors_bytes(&valid)?)?;
+                let best = to_safetensors_bytes(&valid)?;
+                state.best_sha256 = crate::fingerprint::sha256_hex(&best);
+                write_atomic(&checkpoints.best_weights(state.best_epoch), &best)?;
             } else {
                 state.epochs_without_improvement += 1;
             }
             state.finished =
                 state.epochs_without_improvement >= options.patience || state.epochs_done >= options.epochs;
-            save_checkpoint(checkpoints, &model, &optimizer, &state)?;
+            save_checkpoint(checkpoints, &model, &optimizer, &mut state)?;
             if state.finished {
                 break;
             }
         }
     }
-    let best = std::fs::read(checkpoints.best_weights()).with_context(|| {
-        format!(
-            "{}: best weights missing; delete the directory to retrain",
-            checkpoints.0.display()
-        )
-    })?;
-    let (best, _) = astrid::checkpoint::load_safetensors_bytes(
-        &config,
-        best,
-        &checkpoints.best_weights().display().to_string(),
-        false,
-        device,
-    )?;
+    let best_path = checkpoints.best_weights(state.best_epoch);
+    let best = checkpoints.read_checked(&best_path, &state.best_sha256)?;
+    let (best, _) =
+        astrid::checkpoint::load_safetensors_bytes(&config, best, &best_path.display().to_string(), false, device)?;
     Ok(Trained {
         model: best.valid(),
         state,
@@ -395,12 +451,74 @@ pub fn train_batch(
         .filter(|(k, i)| argmax(&predictions[k * labels..(k + 1) * labels]) == data.labels[**i])
         .count();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
+    check_gradients(&model, &grads)?;
     let model = optimizer.step(lr, model, grads);
     Ok(Step {
         model,
         loss: loss_value,
         right,
     })
+}
+
+/// Adds up |gradient| over every parameter (one readback per step); with `name_each`, finds
+/// the first parameter whose gradient is not finite instead.
+struct GradientScan<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+    name_each: bool,
+    first_bad: Option<String>,
+}
+
+impl ModuleVisitor for GradientScan<'_> {
+    fn visit_float_with_path<const D: usize>(&mut self, path: &[String], id: ParamId, _: &Tensor<D>) {
+        let Some(grad) = self.grads.get::<D>(id) else {
+            return;
+        };
+        let sum = grad.abs().sum();
+        if self.name_each {
+            if self.first_bad.is_none() {
+                let value = pollster::block_on(read_f32(sum)).ok().and_then(|v| v.first().copied());
+                if !value.is_some_and(f32::is_finite) {
+                    self.first_bad = Some(path.join("."));
+                }
+            }
+            return;
+        }
+        self.total = Some(match self.total.take() {
+            Some(total) => total + sum,
+            None => sum,
+        });
+    }
+}
+
+/// A NaN or infinite gradient would turn every weight into NaN at the next step: stop with
+/// the parameter's name instead.
+fn check_gradients(model: &EncoderClassifier, grads: &GradientsParams) -> anyhow::Result<()> {
+    let mut scan = GradientScan {
+        grads,
+        total: None,
+        name_each: false,
+        first_bad: None,
+    };
+    model.visit(&mut scan);
+    let Some(total) = scan.total else {
+        return Ok(());
+    };
+    let total = pollster::block_on(read_f32(total))?;
+    if total.first().is_some_and(|t| t.is_finite()) {
+        return Ok(());
+    }
+    let mut scan = GradientScan {
+        grads,
+        total: None,
+        name_each: true,
+        first_bad: None,
+    };
+    model.visit(&mut scan);
+    bail!(
+        "the gradient of {} is not finite (NaN or infinite); lower --lr or --clip, or check the data",
+        scan.first_bad.unwrap_or_else(|| "a parameter".into())
+    )
 }
 
 /// AdamW with weight decay and per-tensor gradient clipping by norm.
@@ -411,13 +529,14 @@ pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {
         .init()
 }
 
-/// Writes weights, optimizer state and progress, each atomically; the state goes last, so
-/// a kill in between resumes from the previous epoch's consistent set.
+/// Writes this epoch's weights and optimizer state under names of their own, then the state
+/// (with their hashes) that points at them, then removes the earlier epochs' files: a kill at
+/// any point leaves a state whose files are all there.
 fn save_checkpoint(
     dir: &CheckpointDir,
     model: &EncoderClassifier,
     optimizer: &ModuleOptimizer,
-    state: &TrainState,
+    state: &mut TrainState,
 ) -> anyhow::Result<()> {
     let mut store = BurnpackStore::from_bytes(None);
     model
@@ -426,11 +545,14 @@ fn save_checkpoint(
     let bytes = store
         .get_bytes()
         .map_err(|e| anyhow::anyhow!("saving the checkpoint: {e}"))?;
-    write_atomic(&dir.last_weights(), &bytes)?;
+    state.weights_sha256 = crate::fingerprint::sha256_hex(&bytes);
+    write_atomic(&dir.epoch_weights(state.epochs_done), &bytes)?;
     let optim = optimizer
         .into_bytes()
         .map_err(|e| anyhow::anyhow!("saving the optimizer state: {e:?}"))?;
-    write_atomic(&dir.optimizer(), &optim)?;
+    state.optimizer_sha256 = crate::fingerprint::sha256_hex(&optim);
+    write_atomic(&dir.epoch_optimizer(state.epochs_done), &optim)?;
     write_atomic(&dir.state(), serde_json::to_string_pretty(state)?.as_bytes())?;
+    dir.prune(state);
     Ok(())
 }

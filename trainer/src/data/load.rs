@@ -29,6 +29,9 @@ struct Row {
 /// stripped and its entities decoded.
 pub fn load(path: &Path, columns: &Columns) -> anyhow::Result<Dataset> {
     let shown = path.display().to_string();
+    if path.is_dir() {
+        bail!("{shown}: is a directory; give a CSV, TSV or JSONL file of labelled texts");
+    }
     if !path.is_file() {
         bail!("{shown}: no such file; give a CSV, TSV or JSONL file of labelled texts");
     }
@@ -37,43 +40,74 @@ pub fn load(path: &Path, columns: &Columns) -> anyhow::Result<Dataset> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    if !["csv", "tsv", "tab", "jsonl", "ndjson"].contains(&ext.as_str()) {
+        bail!("{shown}: unknown file type '.{ext}'; use .csv, .tsv or .jsonl");
+    }
+    // Read once: the run is bound to exactly these bytes by their hash.
+    let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
+    let sha256 = crate::fingerprint::sha256_hex(&bytes);
+    let text = strip_bom(&bytes);
+    if text.iter().all(u8::is_ascii_whitespace) {
+        bail!("{shown}: the file is empty; it needs a header row (CSV/TSV) or JSON lines, then labelled texts");
+    }
     let (rows, html) = match ext.as_str() {
-        "csv" => read_delimited(path, b',', columns)?,
-        "tsv" | "tab" => read_delimited(path, b'\t', columns)?,
-        "jsonl" | "ndjson" => (read_jsonl(path, columns)?, false),
-        other => bail!("{shown}: unknown file type '.{other}'; use .csv, .tsv or .jsonl"),
+        "csv" => read_delimited(text, &shown, b',', columns)?,
+        "tsv" | "tab" => read_delimited(text, &shown, b'\t', columns)?,
+        _ => (read_jsonl(text, &shown, columns)?, false),
     };
-    build(rows, &shown, columns, html)
+    let mut data = build(rows, &shown, columns, html)?;
+    data.sha256 = Some(sha256);
+    Ok(data)
+}
+
+/// Files saved by some editors start with a UTF-8 byte-order mark; it is not part of the text.
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// When a file's header splits into one column but holds the other delimiter, the file's
+/// extension does not match its content.
+fn delimiter_hint(headers: &[String], delimiter: u8) -> String {
+    match (delimiter, headers) {
+        (b',', [only]) if only.contains('\t') => {
+            " (the header holds tabs: is this a TSV file? Rename it to .tsv)".to_string()
+        }
+        (b'\t', [only]) if only.contains(',') => {
+            " (the header holds commas: is this a CSV file? Rename it to .csv)".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+fn column_list(headers: &[String], delimiter: u8) -> String {
+    let named: Vec<String> = headers.iter().filter(|h| !h.is_empty()).cloned().collect();
+    if named.is_empty() {
+        return "(none: the first row is empty)".to_string();
+    }
+    format!("{}{}", named.join(", "), delimiter_hint(headers, delimiter))
 }
 
 fn is_scotus(headers: &[String]) -> bool {
     headers.iter().any(|h| h == "facts") && headers.iter().any(|h| h == "first_party_winner")
 }
 
-fn find_column(headers: &[String], name: &str, role: &str, shown: &str) -> anyhow::Result<usize> {
+fn find_column(headers: &[String], name: &str, role: &str, shown: &str, delimiter: u8) -> anyhow::Result<usize> {
     headers.iter().position(|h| h == name).ok_or_else(|| {
         anyhow!(
             "{shown}: no column '{name}' for the {role}; the columns are: {}",
-            headers
-                .iter()
-                .filter(|h| !h.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            column_list(headers, delimiter)
         )
     })
 }
 
-fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Result<(Vec<Row>, bool)> {
-    let shown = path.display().to_string();
+fn read_delimited(bytes: &[u8], shown: &str, delimiter: u8, columns: &Columns) -> anyhow::Result<(Vec<Row>, bool)> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
-        .from_path(path)
-        .with_context(|| format!("{shown}: cannot open"))?;
+        .from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| csv_error(&shown, e))?
+        .map_err(|e| csv_error(shown, e))?
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
@@ -85,15 +119,15 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns) -> anyhow::Resu
             (Some(t), Some(l)) => (t.clone(), l.clone()),
             _ => bail!(
                 "{shown}: say which columns hold the text and the label with --text-col and --label-col; the columns are: {}",
-                headers.join(", ")
+                column_list(&headers, delimiter)
             ),
         }
     };
-    let text_at = find_column(&headers, &text_name, "text (--text-col)", &shown)?;
-    let label_at = find_column(&headers, &label_name, "label (--label-col)", &shown)?;
+    let text_at = find_column(&headers, &text_name, "text (--text-col)", shown, delimiter)?;
+    let label_at = find_column(&headers, &label_name, "label (--label-col)", shown, delimiter)?;
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| csv_error(&shown, e))?;
+        let record = record.map_err(|e| csv_error(shown, e))?;
         let row = record.position().map_or(0, |p| p.line() as usize);
         rows.push(Row {
             text: record.get(text_at).unwrap_or("").to_string(),
@@ -119,12 +153,10 @@ fn csv_error(shown: &str, err: csv::Error) -> anyhow::Error {
     }
 }
 
-fn read_jsonl(path: &Path, columns: &Columns) -> anyhow::Result<Vec<Row>> {
-    let shown = path.display().to_string();
+fn read_jsonl(bytes: &[u8], shown: &str, columns: &Columns) -> anyhow::Result<Vec<Row>> {
     let (Some(text_name), Some(label_name)) = (&columns.text, &columns.label) else {
         bail!("{shown}: say which fields hold the text and the label with --text-col and --label-col");
     };
-    let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
     let mut rows = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
@@ -137,8 +169,18 @@ fn read_jsonl(path: &Path, columns: &Columns) -> anyhow::Result<Vec<Row>> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| anyhow!("{shown}: line {line_no}, column {}: {e}", e.column()))?;
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            anyhow!(
+                "{shown}: line {line_no}, column {}: not a JSON object ({e}); each line holds one object such as {{\"{text_name}\": \"...\", \"{label_name}\": \"...\"}}",
+                e.column()
+            )
+        })?;
+        if !value.is_object() {
+            bail!(
+                "{shown}: line {line_no}: a JSON {} where an object with \"{text_name}\" and \"{label_name}\" belongs",
+                json_kind(&value)
+            );
+        }
         let field = |name: &str| -> anyhow::Result<String> {
             match value.get(name) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
@@ -155,6 +197,17 @@ fn read_jsonl(path: &Path, columns: &Columns) -> anyhow::Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 /// Removes HTML tags, decodes entities and folds white space.
@@ -258,6 +311,7 @@ fn build(rows: Vec<Row>, shown: &str, columns: &Columns, html: bool) -> anyhow::
         dropped_blank_labels: dropped,
         rationale_spans: Vec::new(),
         shortcut_spans: Vec::new(),
+        sha256: None,
     })
 }
 
@@ -309,6 +363,136 @@ mod tests {
             (data.labels.clone(), data.label_names.clone()),
             (vec![1, 0], vec!["0".to_string(), "1".to_string()])
         );
+    }
+
+    mod arbitrary_input {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        static CASE: AtomicUsize = AtomicUsize::new(0);
+
+        /// Loads `bytes` as a file of type `ext` with several column choices: an error must
+        /// say something, and nothing may panic.
+        fn load_all_ways(bytes: &[u8], ext: &str) {
+            let name = format!("prop-{}.{ext}", CASE.fetch_add(1, Ordering::Relaxed));
+            let path = write(&name, bytes);
+            let order = Columns {
+                label_order: Some(vec!["a".into(), "b".into()]),
+                ..cols("t", "l")
+            };
+            for columns in [
+                cols("t", "l"),
+                Columns::default(),
+                order,
+                cols("facts", "first_party_winner"),
+            ] {
+                if let Err(e) = load(&path, &columns) {
+                    assert!(e.to_string().contains(&name), "the error names the file: {e}");
+                }
+            }
+            let _ = std::fs::remove_file(path);
+        }
+
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z ]{0,6}",
+                "[,\t\n\r\"]{0,3}",
+                "\\PC{0,5}",
+                Just("TRUE".to_string()),
+                Just(String::new()),
+            ]
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::Bool),
+                any::<i64>().prop_map(|n| serde_json::json!(n)),
+                "\\PC{0,8}".prop_map(serde_json::Value::String),
+            ];
+            leaf.prop_recursive(2, 8, 3, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::Array),
+                    proptest::collection::btree_map(
+                        prop_oneof![Just("t".to_string()), Just("l".to_string()), "[a-z]{1,3}"],
+                        inner,
+                        0..3
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400),
+                               ext in prop::sample::select(vec!["csv", "tsv", "jsonl"])) {
+                load_all_ways(&bytes, ext);
+            }
+
+            #[test]
+            fn arbitrary_tables(header in proptest::collection::vec(prop_oneof![Just("t".to_string()), Just("l".to_string()), field()], 0..4),
+                                rows in proptest::collection::vec(proptest::collection::vec(field(), 0..5), 0..10),
+                                tab in any::<bool>(), bom in any::<bool>()) {
+                let sep = if tab { "\t" } else { "," };
+                let mut text = if bom { "\u{feff}".to_string() } else { String::new() };
+                text.push_str(&header.join(sep));
+                for row in rows {
+                    text.push('\n');
+                    text.push_str(&row.join(sep));
+                }
+                load_all_ways(text.as_bytes(), if tab { "tsv" } else { "csv" });
+            }
+
+            #[test]
+            fn arbitrary_json_lines(lines in proptest::collection::vec(json_value(), 0..8)) {
+                let text: Vec<String> = lines.iter().map(|v| v.to_string()).collect();
+                load_all_ways(text.join("\n").as_bytes(), "jsonl");
+            }
+        }
+    }
+
+    #[test]
+    fn awkward_files_get_messages_that_say_what_to_do() {
+        let empty = write("empty-file.csv", b"");
+        let err = load(&empty, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("the file is empty"), "{err}");
+        let tsv_named_csv = write("tabs.csv", b"t\tl\nfoo\ta\nbar\tb\n");
+        let err = load(&tsv_named_csv, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("is this a TSV file? Rename it to .tsv"), "{err}");
+        let dir = tsv_named_csv.parent().unwrap();
+        let err = load(dir, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        let bom = write(
+            "bom.jsonl",
+            b"\xEF\xBB\xBF{\"t\": \"foo\", \"l\": 1}\n{\"t\": \"bar\", \"l\": 0}\n",
+        );
+        assert_eq!(load(&bom, &cols("t", "l")).unwrap().texts, ["foo", "bar"]);
+        let bom_csv = write("bom.csv", b"\xEF\xBB\xBFt,l\nfoo,a\nbar,b\n");
+        assert_eq!(load(&bom_csv, &cols("t", "l")).unwrap().labels, [0, 1]);
+        let not_object = write("array.jsonl", b"[1, 2]\n");
+        let err = load(&not_object, &cols("t", "l")).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("array"), "{err}");
+        let blank_header = write("blank-header.csv", b"\n\nfoo,a\n");
+        let err = load(&blank_header, &cols("t", "l")).unwrap_err().to_string();
+        assert!(
+            !err.contains("columns are: ;") && !err.ends_with("columns are: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_data_is_bound_to_its_bytes() {
+        let a = write("hash-a.csv", b"t,l\nfoo,a\nbar,b\n");
+        let first = load(&a, &cols("t", "l")).unwrap().sha256.unwrap();
+        assert_eq!(first.len(), 64);
+        let b = write("hash-b.csv", b"t,l\nfoo,b\nbar,a\n");
+        assert_ne!(load(&b, &cols("t", "l")).unwrap().sha256.unwrap(), first);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Dataset {
     pub rationale_spans: Vec<Vec<(usize, usize)>>,
     #[serde(default)]
     pub shortcut_spans: Vec<Vec<(usize, usize)>>,
+    /// SHA-256 of the file's bytes (a run is bound to its data by it); `None` when generated.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 impl Dataset {

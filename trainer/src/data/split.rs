@@ -52,6 +52,36 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
+impl Split {
+    /// Whether this (saved) split fits a data set of `texts` texts: every index in range and
+    /// used once, no empty part. A split that does not fit means the data or the split file
+    /// changed since the run started.
+    pub fn check(&self, texts: usize) -> Result<(), String> {
+        let mut seen = vec![false; texts];
+        for (part, indices) in [
+            ("train", &self.train),
+            ("validation", &self.validation),
+            ("test", &self.test),
+        ] {
+            if indices.is_empty() {
+                return Err(format!("its {part} part is empty"));
+            }
+            for &i in indices.iter() {
+                if i >= texts {
+                    return Err(format!(
+                        "its {part} part names text {} but the data has {texts} texts",
+                        i + 1
+                    ));
+                }
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(format!("text {} is in it twice", i + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Shuffles each class with `seed` and deals `validation` and `test` fractions of it out,
 /// so every part keeps the class balance. Each part gets at least one text per class when
 /// the class has three or more.
@@ -98,7 +128,21 @@ mod tests {
             dropped_blank_labels: 0,
             rationale_spans: vec![],
             shortcut_spans: vec![],
+            sha256: None,
         }
+    }
+
+    #[test]
+    fn a_split_that_does_not_fit_the_data_is_named() {
+        let s = stratified(&data((0..100).map(|i| i % 2).collect()), 0.1, 0.1, 1);
+        s.check(100).unwrap();
+        assert!(s.check(50).unwrap_err().contains("the data has 50 texts"));
+        let mut twice = s.clone();
+        twice.test.push(twice.train[0]);
+        assert!(twice.check(100).unwrap_err().contains("twice"));
+        let mut empty = s;
+        empty.validation.clear();
+        assert!(empty.check(100).unwrap_err().contains("validation part is empty"));
     }
 
     #[test]

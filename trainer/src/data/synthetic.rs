@@ -142,6 +142,7 @@ pub fn generate(spec: &CorpusSpec) -> (Dataset, Split) {
         dropped_blank_labels: 0,
         rationale_spans: Vec::with_capacity(n),
         shortcut_spans: Vec::with_capacity(n),
+        sha256: None,
     };
     for &which in &part {
         let wins = rng.below(2) == 1;

@@ -1,0 +1,364 @@
+//! The options of `trainer run` and `trainer data stats`, and the checks they pass before
+//! anything is read or written: a rejected command leaves no trace.
+
+use std::path::PathBuf;
+
+use astrid::explain::MAX_N_STEPS;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::device::Backend;
+use crate::explain_cmd::IgArgs;
+
+/// The fewest validation and test texts a run accepts: below that, one text moves accuracy
+/// by more than ten points and the comparison rests on a handful of explanations.
+pub const MIN_EVALUATION_TEXTS: usize = 10;
+/// Below this many test texts the run warns that its accuracy is rough.
+pub const WARN_EVALUATION_TEXTS: usize = 50;
+/// The longest sequence the model shapes take (BERT's position table).
+pub const MAX_SEQUENCE_LENGTH: usize = 512;
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Labelled texts: CSV, TSV or JSONL (SCOTUS justice.csv is recognised). Default: the
+    /// embedded generated corpus.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Column (or JSON field) with the text.
+    #[arg(long)]
+    pub text_col: Option<String>,
+    /// Column (or JSON field) with the label.
+    #[arg(long)]
+    pub label_col: Option<String>,
+    /// Label values in class order, comma separated (default: sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Use only the first N labelled rows (validation and test must keep at least 10 texts each).
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Size of the embedded corpus.
+    #[arg(long, default_value_t = 1600)]
+    pub corpus_size: usize,
+    /// Embedded corpus without the planted shortcut word.
+    #[arg(long)]
+    pub no_shortcut: bool,
+    /// Seed of the split (and of the embedded corpus).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// A Hugging Face tokenizer.json (default: taken from an --init checkpoint, else a
+    /// WordPiece vocabulary trained on the training split).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Size of the trained WordPiece vocabulary.
+    #[arg(long, default_value_t = 8000)]
+    pub vocab_size: usize,
+    /// Longest token sequence (texts are cut, keeping [CLS] … [SEP]); 8 to 512.
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+}
+
+/// Which models to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Suite {
+    /// The six roles at reduced sizes: minutes on a CPU.
+    Quick,
+    /// The real shapes (BERT-base teacher, DistilBERT, ...).
+    Paper,
+    /// Tiny models, for tests.
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetChoice {
+    Model,
+    Teacher,
+    Label,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// quick (reduced sizes, minutes on a CPU), paper (the real shapes) or test (tiny).
+    #[arg(long, value_enum, default_value_t = Suite::Quick)]
+    pub suite: Suite,
+    /// The run directory: new, empty, or an earlier run's to resume (default runs/<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub backend: Backend,
+    /// Training epochs (at least 1).
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Texts per optimizer step (at least 1).
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Peak learning rate (default 5e-4 from scratch, 5e-5 with --init).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Share of the steps spent warming up the learning rate, in [0, 1).
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// Gradient clipping: largest norm per parameter tensor.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Early stopping: epochs without a better validation accuracy (at least 1).
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    /// Train the students on the trained teacher's logits as well as the labels.
+    #[arg(long)]
+    pub distill: bool,
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f64,
+    /// Weight of the distillation term, in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
+    /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable).
+    #[arg(long = "init", value_name = "ROLE=DIR")]
+    pub init: Vec<String>,
+    /// Start each student whose width matches the teacher's from the trained teacher's
+    /// embeddings and evenly spaced layers (every other one for half the depth, as DistilBERT).
+    #[arg(long)]
+    pub init_from_teacher: bool,
+    /// How many validation texts to explain with every model (at least 1).
+    #[arg(long, default_value_t = 50)]
+    pub explain_n: usize,
+    #[command(flatten)]
+    pub ig: IgArgs,
+    /// Which class each model explains: its own prediction (model), the teacher's, or the label.
+    #[arg(long, value_enum, default_value_t = TargetChoice::Model)]
+    pub target: TargetChoice,
+    /// Keep students at or above this test accuracy, in [0, 1].
+    #[arg(long, default_value_t = 0.70)]
+    pub min_accuracy: f64,
+    /// Keep students at or above this mean cosine similarity to the teacher, in [-1, 1].
+    #[arg(long, default_value_t = 0.80)]
+    pub min_similarity: f64,
+    /// Top-k for the overlap measure (at least 1).
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Collects every problem with the options, so one message lists them all.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(problem());
+        }
+    }
+}
+
+impl DataArgs {
+    fn problems(&self, p: &mut Problems) {
+        p.check((8..=MAX_SEQUENCE_LENGTH).contains(&self.max_length), || {
+            format!("--max-length {}: use 8 to {MAX_SEQUENCE_LENGTH}", self.max_length)
+        });
+        p.check(self.vocab_size >= 100, || {
+            format!(
+                "--vocab-size {}: use at least 100 (the special tokens and the alphabet need room)",
+                self.vocab_size
+            )
+        });
+        p.check(self.sample != Some(0), || {
+            "--sample 0: use no texts? Give at least the number needed for 10 validation and 10 test texts (about 100)"
+                .to_string()
+        });
+        p.check(self.corpus_size >= 100, || {
+            format!(
+                "--corpus-size {}: use at least 100 (10 validation and 10 test texts)",
+                self.corpus_size
+            )
+        });
+        if let Some(labels) = &self.labels {
+            p.check(labels.len() >= 2 && labels.iter().all(|l| !l.trim().is_empty()), || {
+                format!(
+                    "--labels {}: give two or more non-empty label values, comma separated",
+                    labels.join(",")
+                )
+            });
+        }
+        if let Some(path) = &self.data {
+            p.check(!path.is_dir(), || {
+                format!(
+                    "--data {}: is a directory; give a CSV, TSV or JSONL file inside it",
+                    path.display()
+                )
+            });
+        }
+        if self.data.is_none() {
+            p.check(
+                self.text_col.is_none() && self.label_col.is_none() && self.labels.is_none(),
+                || "--text-col, --label-col and --labels need --data (the embedded corpus has its own)".to_string(),
+            );
+        }
+    }
+
+    /// `trainer data stats`'s checks.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut p = Problems(Vec::new());
+        self.problems(&mut p);
+        finish(p)
+    }
+}
+
+fn finite_in(value: f64, range: std::ops::RangeInclusive<f64>) -> bool {
+    value.is_finite() && range.contains(&value)
+}
+
+fn finish(p: Problems) -> anyhow::Result<()> {
+    match p.0.len() {
+        0 => Ok(()),
+        1 => anyhow::bail!("{}; nothing was written", p.0[0]),
+        _ => anyhow::bail!(
+            "these options cannot be used (nothing was written):\n  {}",
+            p.0.join("\n  ")
+        ),
+    }
+}
+
+impl RunArgs {
+    /// Every check that needs no file: ranges of numbers, combinations of options.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut p = Problems(Vec::new());
+        self.data.problems(&mut p);
+        p.check(self.epochs >= 1, || {
+            format!("--epochs {}: train at least 1 epoch", self.epochs)
+        });
+        p.check(self.batch_size >= 1, || {
+            format!("--batch-size {}: use at least 1 text per step", self.batch_size)
+        });
+        if let Some(lr) = self.lr {
+            p.check(lr.is_finite() && lr > 0.0 && lr < 1.0, || {
+                format!("--lr {lr}: use a learning rate above 0 and below 1 (5e-4 from scratch, 5e-5 fine-tuning)")
+            });
+        }
+        p.check(finite_in(self.weight_decay, 0.0..=1.0), || {
+            format!("--weight-decay {}: use 0 to 1 (0.01 is usual)", self.weight_decay)
+        });
+        p.check(self.warmup.is_finite() && (0.0..1.0).contains(&self.warmup), || {
+            format!(
+                "--warmup {}: a share of the steps, from 0 up to (not including) 1",
+                self.warmup
+            )
+        });
+        p.check(self.clip.is_finite() && self.clip > 0.0, || {
+            format!("--clip {}: a gradient norm above 0 (1.0 is usual)", self.clip)
+        });
+        p.check(self.patience >= 1, || {
+            format!("--patience {}: at least 1 epoch without improvement", self.patience)
+        });
+        p.check(self.temperature.is_finite() && self.temperature > 0.0, || {
+            format!("--temperature {}: above 0 (2 is usual)", self.temperature)
+        });
+        p.check(finite_in(self.alpha, 0.0..=1.0), || {
+            format!("--alpha {}: a weight from 0 to 1", self.alpha)
+        });
+        p.check(self.explain_n >= 1, || {
+            format!(
+                "--explain-n {}: explain at least 1 validation text (the comparison needs explanations)",
+                self.explain_n
+            )
+        });
+        p.check((1..=MAX_N_STEPS).contains(&self.ig.n_steps), || {
+            format!(
+                "--n-steps {}: use 1 to {MAX_N_STEPS} (50 is Captum's default)",
+                self.ig.n_steps
+            )
+        });
+        if self.ig.method != astrid::Method::GaussLegendre {
+            p.check(self.ig.n_steps >= 2, || {
+                format!("--n-steps {}: {} needs at least 2", self.ig.n_steps, self.ig.method)
+            });
+        }
+        p.check(self.ig.internal_batch_size != Some(0), || {
+            "--internal-batch-size 0: use at least 1 point per pass".to_string()
+        });
+        p.check(finite_in(self.min_accuracy, 0.0..=1.0), || {
+            format!("--min-accuracy {}: an accuracy from 0 to 1", self.min_accuracy)
+        });
+        p.check(finite_in(self.min_similarity, -1.0..=1.0), || {
+            format!(
+                "--min-similarity {}: a cosine similarity from -1 to 1",
+                self.min_similarity
+            )
+        });
+        p.check(self.top_k >= 1, || format!("--top-k {}: at least 1", self.top_k));
+        finish(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn defaults_pass() {
+        args(&[]).validate().unwrap();
+    }
+
+    #[test]
+    fn every_bad_value_is_named_at_once() {
+        let err = args(&[
+            "--epochs",
+            "0",
+            "--batch-size",
+            "0",
+            "--explain-n",
+            "0",
+            "--n-steps",
+            "1000000",
+            "--lr",
+            "NaN",
+            "--min-similarity",
+            "2",
+            "--alpha=-1",
+            "--max-length",
+            "4",
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "--epochs 0",
+            "--batch-size 0",
+            "--explain-n 0",
+            "--n-steps 1000000",
+            "--lr NaN",
+            "--min-similarity 2",
+            "--alpha -1",
+            "--max-length 4",
+            "nothing was written",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_suite_is_refused_by_the_parser() {
+        assert!(Cli::try_parse_from(["run", "--suite", "foo"]).is_err());
+        assert_eq!(args(&["--suite", "paper"]).suite, Suite::Paper);
+    }
+}
