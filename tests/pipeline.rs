@@ -138,7 +138,8 @@ fn run_on_the_embedded_default_then_export() {
     assert!(e["attributions"].as_array().unwrap().len() > 3);
 
     // The web bundle: every file's sha256 is in the manifest.
-    let bundle = out.join("bundle");
+    // Beside the run: export refuses a place inside it.
+    let bundle = temp_dir("run-bundle");
     let exported = trainer(&["export", "--run", &out_s, "--to", bundle.to_str().unwrap()]);
     assert!(
         exported.status.success(),
@@ -154,6 +155,7 @@ fn run_on_the_embedded_default_then_export() {
     assert_eq!(weights["size"].as_u64().unwrap() as usize, bytes.len());
     assert_eq!(weights["sha256"].as_str().unwrap().len(), 64);
     std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&bundle).unwrap();
 }
 
 #[test]
@@ -182,11 +184,15 @@ fn a_killed_run_resumes_without_retraining_finished_models() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let teacher_before = std::fs::read(out.join("checkpoints/teacher_bert/best.safetensors")).unwrap();
     let state = |role: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(out.join(format!("checkpoints/{role}/state.json"))).unwrap())
             .unwrap()
     };
+    let teacher_best = out.join(format!(
+        "checkpoints/teacher_bert/best-{}.safetensors",
+        state("teacher_bert")["best_epoch"]
+    ));
+    let teacher_before = std::fs::read(&teacher_best).unwrap();
     let distil_epochs_before = state("distilbert")["epochs_done"].as_u64().unwrap();
     assert!(distil_epochs_before >= 1);
 
@@ -194,10 +200,7 @@ fn a_killed_run_resumes_without_retraining_finished_models() {
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(String::from_utf8_lossy(&again.stderr).contains("resuming"));
     // The teacher was not retrained: same weights, same history.
-    assert_eq!(
-        std::fs::read(out.join("checkpoints/teacher_bert/best.safetensors")).unwrap(),
-        teacher_before
-    );
+    assert_eq!(std::fs::read(&teacher_best).unwrap(), teacher_before);
     let distil = state("distilbert");
     assert_eq!(distil["epochs_done"], 3);
     assert_eq!(

@@ -30,6 +30,16 @@ wasm="$target_dir/wasm32-unknown-unknown/$profile/web.wasm"
 staging=$(mktemp -d "$root/www/.pkg.XXXXXX")
 trap 'rm -rf "$staging"' EXIT
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$staging" "$wasm"
+# Replace www/pkg only when it holds nothing but what wasm-bindgen writes: never a user's file.
+if [ -e "$root/www/pkg" ]; then
+  foreign=$(find "$root/www/pkg" -mindepth 1 -maxdepth 1 \
+    ! -name web.js ! -name web_bg.wasm ! -name web.d.ts ! -name web_bg.wasm.d.ts \
+    ! -name package.json ! -name snippets ! -name .gitignore -printf '%f ')
+  if [ -n "$foreign" ] || [ ! -d "$root/www/pkg" ]; then
+    echo "web/build.sh: www/pkg is not only the build's output (it holds: ${foreign:-a file, not a directory}); nothing was replaced. Move those files away, then build again." >&2
+    exit 1
+  fi
+fi
 rm -rf "$root/www/pkg"
 mv "$staging" "$root/www/pkg"
 trap - EXIT
