@@ -42,6 +42,17 @@ pub fn cosine(a: &[f32], b: &[f32], keep: &[bool]) -> Result<f64> {
     })
 }
 
+/// The positions compared: the real tokens ([CLS]/[SEP] and other special tokens left out).
+pub fn content_mask(special: &[bool]) -> Vec<bool> {
+    special.iter().map(|s| !s).collect()
+}
+
+/// A student's similarity to the teacher on one text, as the report and the page measure
+/// it: the cosine of their attributions over the real tokens.
+pub fn similarity_to_teacher(student: &[f32], teacher: &[f32], special: &[bool]) -> Result<f64> {
+    cosine(student, teacher, &content_mask(special))
+}
+
 /// Ranks from 1, ties sharing their average rank (as scipy's `rankdata`).
 pub fn ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();

@@ -13,7 +13,10 @@ pub mod error;
 pub mod explain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod files;
+pub mod format;
+pub mod heat;
 pub mod model;
+pub mod schema;
 pub mod tokenize;
 
 pub use bundle::{LoadedModel, ModelFiles, ModelMeta, TextExplanation};

@@ -146,6 +146,11 @@ impl EncoderLayer {
 }
 
 impl EncoderClassifier {
+    /// The device the model's weights live on.
+    pub fn device(&self) -> Device {
+        self.embeddings.word_embeddings.weight.val().device()
+    }
+
     /// Word embeddings of `ids` (`[batch, seq]` → `[batch, seq, hidden]`): the input that
     /// attributions are computed for.
     pub fn word_embeddings(&self, ids: Tensor<2, Int>) -> Tensor<3> {
@@ -190,5 +195,96 @@ impl EncoderClassifier {
             Architecture::DistilBert => relu(pooled),
         };
         self.classifier.forward(self.classifier_dropout.forward(pooled))
+    }
+}
+
+impl EncoderClassifier {
+    /// Copies the teacher's embeddings (and LayerNorm) and evenly spaced encoder layers into a
+    /// student of the same width, as DistilBERT was initialised from BERT. The student keeps its
+    /// own head. Returns the model unchanged, with the reason, when the shapes do not allow it.
+    /// The encoder layers copied are returned (teacher layer indices, one per student layer).
+    #[allow(clippy::result_large_err)]
+    pub fn start_from_teacher(self, teacher: &EncoderClassifier) -> Result<(Self, Vec<usize>), (Self, String)> {
+        let mut student = self;
+        let (s, t) = (&student.config, &teacher.config);
+        let mismatch = [
+            ("hidden size", s.hidden_size, t.hidden_size),
+            ("attention heads", s.num_heads, t.num_heads),
+            ("feed-forward size", s.intermediate_size, t.intermediate_size),
+            ("vocabulary", s.vocab_size, t.vocab_size),
+            ("positions", s.max_position_embeddings, t.max_position_embeddings),
+        ]
+        .into_iter()
+        .find(|(_, a, b)| a != b);
+        if let Some((what, a, b)) = mismatch {
+            return Err((student, format!("its {what} is {a}, the teacher's {b}")));
+        }
+        if s.num_layers > t.num_layers {
+            let why = format!(
+                "it has more layers ({}) than the teacher ({})",
+                s.num_layers, t.num_layers
+            );
+            return Err((student, why));
+        }
+        let layers: Vec<usize> = (0..s.num_layers).map(|i| i * t.num_layers / s.num_layers).collect();
+        student.embeddings.word_embeddings = teacher.embeddings.word_embeddings.clone();
+        student.embeddings.position_embeddings = teacher.embeddings.position_embeddings.clone();
+        student.embeddings.layer_norm = teacher.embeddings.layer_norm.clone();
+        if student.embeddings.token_type_embeddings.is_some() {
+            student.embeddings.token_type_embeddings = teacher.embeddings.token_type_embeddings.clone();
+        }
+        for (i, &from) in layers.iter().enumerate() {
+            let dropout = student.layers[i].dropout.clone();
+            let attention_dropout = student.layers[i].attention_dropout.clone();
+            student.layers[i] = teacher.layers[from].clone();
+            student.layers[i].dropout = dropout;
+            student.layers[i].attention_dropout = attention_dropout;
+        }
+        Ok((student, layers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::read_f32;
+
+    #[test]
+    fn students_of_the_teachers_width_start_from_its_layers() {
+        let device = Device::flex();
+        let teacher_config = ModelConfig {
+            num_layers: 4,
+            ..ModelConfig::preset("tiny_bert").unwrap()
+        };
+        let teacher = teacher_config.init(&device);
+        let student = ModelConfig {
+            num_layers: 2,
+            ..ModelConfig::preset("tiny_distilbert").unwrap()
+        }
+        .init(&device);
+        let (student, layers) = student.start_from_teacher(&teacher).map_err(|(_, why)| why).unwrap();
+        assert_eq!(layers, vec![0, 2]);
+        let same = |a: burn::tensor::Tensor<2>, b: burn::tensor::Tensor<2>| {
+            pollster::block_on(read_f32(a)).unwrap() == pollster::block_on(read_f32(b)).unwrap()
+        };
+        assert!(same(
+            student.embeddings.word_embeddings.weight.val(),
+            teacher.embeddings.word_embeddings.weight.val()
+        ));
+        assert!(same(
+            student.layers[1].query.weight.val(),
+            teacher.layers[2].query.weight.val()
+        ));
+        assert!(
+            student.embeddings.token_type_embeddings.is_none(),
+            "a DistilBERT student keeps its layout"
+        );
+        let narrow = ModelConfig {
+            hidden_size: 8,
+            ..ModelConfig::preset("tiny_bert").unwrap()
+        }
+        .init(&device);
+        let (_, why) = narrow.start_from_teacher(&teacher).err().unwrap();
+        assert!(why.contains("hidden size is 8"), "{why}");
     }
 }

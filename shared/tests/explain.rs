@@ -1,7 +1,9 @@
 //! Integrated Gradients against closed forms and its own invariants, on burn's CPU backend.
 
 use astrid::ModelConfig;
-use astrid::explain::{Attribution, Baseline, ExplainInput, ExplainOptions, Method, explain, integrate_path, read_f32};
+use astrid::explain::{
+    Attribution, Baseline, ExplainInput, ExplainOptions, Method, Quadrature, explain, integrate_path, read_f32,
+};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -44,9 +46,12 @@ fn linear_function_gives_input_times_gradient_exactly() {
                 f,
                 tensor3(&x, [1, 2, 3], &device),
                 tensor3(&b, [1, 2, 3], &device),
-                method,
-                n,
-                Some(3),
+                Quadrature {
+                    method,
+                    n_steps: n,
+                    chunk: Some(3),
+                    workers: 1,
+                },
                 None,
             )
             .unwrap();
@@ -79,9 +84,12 @@ fn quadratic_function_is_integrated_exactly_by_gauss_legendre() {
             f,
             tensor3(&x, [1, 4, 1], &device),
             tensor3(&b, [1, 4, 1], &device),
-            Method::GaussLegendre,
-            n,
-            None,
+            Quadrature {
+                method: Method::GaussLegendre,
+                n_steps: n,
+                chunk: None,
+                workers: 2,
+            },
             None,
         )
         .unwrap();
@@ -177,6 +185,17 @@ fn internal_batch_size_does_not_change_the_result() {
         );
         assert_eq!(r.target, whole.target);
     }
+    // Two workers splitting the points between them: the same sum, in the same order.
+    let split = block_on(explain(
+        &model,
+        &input(),
+        &ExplainOptions {
+            workers: 2,
+            ..ExplainOptions::default()
+        },
+    ))
+    .unwrap();
+    assert_close(&split.attributions, &whole.attributions, 1e-5 * largest, "2 workers");
 }
 
 #[test]

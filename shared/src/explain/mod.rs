@@ -4,10 +4,8 @@
 //! Everything that reads a tensor back is `async` so the same code serves WebGPU in the
 //! browser (where readback must be awaited); natively, drive it with any executor.
 
+mod options;
 mod quadrature;
-
-use std::fmt;
-use std::str::FromStr;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -15,110 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::EncoderClassifier;
+pub use options::{Attribution, Baseline, DEFAULT_POINTS_IN_FLIGHT, ExplainOptions, MAX_N_STEPS};
 pub use quadrature::{Method, gauss_legendre, nodes};
-
-/// What the path of Integrated Gradients starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Baseline {
-    /// All-zero word embeddings (Captum's default).
-    #[default]
-    Zero,
-    /// The embedding of [PAD] at every position but the special tokens ([CLS], [SEP]).
-    Pad,
-    /// The embedding of [MASK] at every position but the special tokens.
-    Mask,
-}
-
-/// Which attribution to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Attribution {
-    #[default]
-    Ig,
-    /// |∂p/∂x| summed over the embedding (Captum's `Saliency`, abs=True).
-    Saliency,
-    /// x · ∂p/∂x summed over the embedding (Captum's `InputXGradient`).
-    GradInput,
-}
-
-macro_rules! named_enum {
-    ($ty:ty, $field:literal, [$(($variant:path, $name:literal)),+]) => {
-        impl $ty {
-            pub fn name(self) -> &'static str {
-                match self { $($variant => $name,)+ }
-            }
-        }
-        impl FromStr for $ty {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($name => Ok($variant),)+
-                    other => Err(Error::invalid($field, format!(
-                        "unknown value '{other}'; use one of {}", [$($name),+].join(", ")))),
-                }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.name()) }
-        }
-    };
-}
-named_enum!(
-    Baseline,
-    "baseline",
-    [
-        (Baseline::Zero, "zero"),
-        (Baseline::Pad, "pad"),
-        (Baseline::Mask, "mask")
-    ]
-);
-named_enum!(
-    Attribution,
-    "attribution",
-    [
-        (Attribution::Ig, "ig"),
-        (Attribution::Saliency, "saliency"),
-        (Attribution::GradInput, "grad-input")
-    ]
-);
-
-/// The most interpolation steps IG accepts. Captum's default is 50; the quadrature error
-/// of Gauss-Legendre is below float rounding long before 10,000, while the cost (one
-/// gradient per step) keeps growing.
-pub const MAX_N_STEPS: usize = 10_000;
-
-/// Interpolation points in flight at once (over all workers) when the caller sets no
-/// internal batch: memory grows with it (activations of every point), so it is bounded.
-pub const DEFAULT_POINTS_IN_FLIGHT: usize = 64;
-
-/// Options of an explanation; the defaults are Captum's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExplainOptions {
-    pub attribution: Attribution,
-    pub n_steps: usize,
-    pub method: Method,
-    pub baseline: Baseline,
-    /// Interpolation points per forward/backward pass; `None` = the steps split between the
-    /// CPU workers, at most [`DEFAULT_POINTS_IN_FLIGHT`] at once.
-    /// The result does not depend on it beyond float rounding; it bounds memory.
-    pub internal_batch_size: Option<usize>,
-    /// Class to explain; `None` = the predicted class.
-    pub target: Option<usize>,
-}
-
-impl Default for ExplainOptions {
-    fn default() -> Self {
-        Self {
-            attribution: Attribution::Ig,
-            n_steps: 50,
-            method: Method::GaussLegendre,
-            baseline: Baseline::Zero,
-            internal_batch_size: None,
-            target: None,
-        }
-    }
-}
 
 /// One tokenized input to explain.
 #[derive(Debug, Clone)]
@@ -157,7 +53,7 @@ pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
 }
 
 fn model_device(model: &EncoderClassifier) -> Device {
-    model.embeddings.word_embeddings.weight.val().device()
+    model.device()
 }
 
 fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
@@ -232,7 +128,8 @@ fn check_finite(values: &[f32], what: &str) -> Result<()> {
     Ok(())
 }
 
-fn argmax(values: &[f32]) -> usize {
+/// The index of the largest value (the first of equal ones; 0 for none).
+pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
@@ -339,13 +236,17 @@ async fn integrated_gradients(
     let device = &model_device(model);
     let baseline = baseline_embeddings(model, input, options.baseline, &words, device)?;
     let f_baseline = read_f32(target_probability(model, baseline.clone(), target)).await?[0];
+    let quadrature = Quadrature {
+        method: options.method,
+        n_steps: options.n_steps,
+        chunk: options.internal_batch_size,
+        workers: options.workers,
+    };
     let per_dim = integrate_path(
         |points| target_probability(model, points, target),
         words,
         baseline,
-        options.method,
-        options.n_steps,
-        options.internal_batch_size,
+        quadrature,
         progress,
     )?;
     let attributions = read_f32(per_dim.sum_dim(2).reshape([-1])).await?;
@@ -362,25 +263,39 @@ async fn integrated_gradients(
     })
 }
 
+/// How a path integral is evaluated: the rule and its steps, how many points go through
+/// the function at a time (`None`: split between the workers, at most
+/// [`DEFAULT_POINTS_IN_FLIGHT`] in memory), and how many independent chains run at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quadrature {
+    pub method: Method,
+    pub n_steps: usize,
+    pub chunk: Option<usize>,
+    pub workers: usize,
+}
+
 /// Integrated Gradients of any scalar function of an embedded sequence: `f` maps a batch of
 /// points `[batch, seq, hidden]` to one output per point (`[batch, 1]`). Returns
 /// `(input − baseline) ⊙ Σ_k w_k ∇f(baseline + α_k (input − baseline))`, `[1, seq, hidden]`,
-/// with Captum's nodes and weights for `method`; `chunk` points go through `f` at a time,
-/// and `progress` hears of each chunk done.
+/// with Captum's nodes and weights for the rule, and `progress` hears of each chunk done.
 pub fn integrate_path(
     f: impl Fn(Tensor<3>) -> Tensor<2> + Sync,
     input: Tensor<3>,
     baseline: Tensor<3>,
-    method: Method,
-    n_steps: usize,
-    chunk: Option<usize>,
+    quadrature: Quadrature,
     progress: Progress<'_>,
 ) -> Result<Tensor<3>> {
+    let Quadrature {
+        method,
+        n_steps,
+        chunk,
+        workers,
+    } = quadrature;
     let (alphas, weights) = nodes(method, n_steps)?;
     if chunk == Some(0) {
         return Err(Error::invalid("internal-batch-size", "must be at least 1"));
     }
-    let workers = cpu_workers(&input.device()).min(n_steps.max(1));
+    let workers = workers.clamp(1, n_steps.max(1));
     // Without a chunk size, split the points evenly between the workers, with at most
     // DEFAULT_POINTS_IN_FLIGHT points in memory at once.
     let chunk = chunk
@@ -418,31 +333,6 @@ pub fn integrate_path(
     Ok(path * integrated)
 }
 
-/// How many independent chains of operations to run at once on `device`. Burn's CPU backend
-/// (flex) runs element-wise operations on one thread, so with one chain a 2-core machine
-/// stays half idle outside matrix products; two chains at once fill it (IG 1.2-1.45x faster,
-/// `trainer bench`). GPUs and the browser get 1. `ASTRID_THREADS` overrides.
-pub fn cpu_workers(device: &Device) -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        // burn exposes no backend query; flex's device prints as such (tested below).
-        if !format!("{device:?}").to_lowercase().contains("flex") {
-            return 1;
-        }
-        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::var("ASTRID_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(available.min(2))
-            .max(1)
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        let _ = device;
-        1
-    }
-}
-
 /// Runs each range through `work`, on `workers` threads where there are several; the
 /// results come back in range order, so the sum does not depend on scheduling.
 /// `progress` hears of each finished range (of all of them at once when run in parallel).
@@ -475,14 +365,4 @@ fn run_ranges(
             part
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cpu_backend_is_recognised() {
-        assert!(format!("{:?}", Device::flex()).to_lowercase().contains("flex"));
-    }
 }

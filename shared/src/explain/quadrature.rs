@@ -1,9 +1,6 @@
 //! Where along the straight path from baseline to input the gradient is sampled, and with
 //! what weight: Captum's `approximation_methods`, reproduced so results agree with it.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -32,35 +29,6 @@ impl Method {
         Method::RiemannMiddle,
         Method::RiemannTrapezoid,
     ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::GaussLegendre => "gausslegendre",
-            Method::RiemannLeft => "riemann_left",
-            Method::RiemannRight => "riemann_right",
-            Method::RiemannMiddle => "riemann_middle",
-            Method::RiemannTrapezoid => "riemann_trapezoid",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-            Error::invalid(
-                "method",
-                format!("unknown method '{s}'; use one of {}", names.join(", ")),
-            )
-        })
-    }
 }
 
 /// Interpolation points `alphas` in [0, 1] and the weights (`step_sizes` in Captum) that

@@ -1,0 +1,12 @@
+//! Every file Astrid writes for another part of Astrid to read, defined once: the run's
+//! results (`results.json`, `explanations/*.jsonl`), the web bundle's manifest, and an
+//! explained text. The trainer writes them, the report, the export, the page and the tests
+//! read them through these types; adding a field is one edit the compiler follows.
+
+pub mod bundle;
+pub mod explanation;
+pub mod results;
+
+pub use bundle::{FileEntry, Manifest, ManifestModel};
+pub use explanation::ExplanationRecord;
+pub use results::{DataSummary, ModelResult, Role, RunResults, TextAttribution, Thresholds};

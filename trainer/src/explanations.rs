@@ -1,0 +1,108 @@
+//! The explanation stage: IG of the first validation texts with every model, kept as
+//! `explanations/<model>.jsonl` (a resumed run reuses a model's file when it explains exactly
+//! these texts).
+
+use std::path::Path;
+
+use anyhow::Context;
+use astrid::explain::{Attribution, ExplainInput, ExplainOptions, argmax, explain};
+use astrid::files::write_atomic;
+use astrid::schema::TextAttribution;
+
+use crate::prepare::{EncodedSplits, Prepared};
+use crate::run_args::{RunArgs, TargetChoice};
+use crate::train::predict_logits;
+use crate::train_suite::TrainedModel;
+
+/// One row per model (teacher first), one attribution per explained text.
+pub fn explain_validation(
+    args: &RunArgs,
+    trained: &[TrainedModel],
+    prepared: &Prepared,
+    encoded: &EncodedSplits,
+    out: &Path,
+    workers: usize,
+) -> anyhow::Result<Vec<Vec<TextAttribution>>> {
+    let (val_set, val_tokens) = (&encoded.validation, &encoded.validation_tokens);
+    let n_explain = args.explain_n.min(val_tokens.len());
+    let options = args.ig.options(Attribution::Ig, None, workers);
+    let teacher_predictions: Vec<usize> = {
+        let teacher = &trained[0];
+        let logits = pollster::block_on(predict_logits(&teacher.model, &val_set.ids[..n_explain], 64))
+            .with_context(|| format!("{}: predictions on the validation part", teacher.role))?;
+        logits.iter().map(|l| argmax(l)).collect()
+    };
+    let pad_id = prepared.tokenizer.token_id("[PAD]");
+    let mask_id = prepared.tokenizer.token_id("[MASK]");
+    let mut all_attributions: Vec<Vec<TextAttribution>> = Vec::new();
+    for TrainedModel { role: name, model, .. } in trained {
+        let path = out.join("explanations").join(format!("{name}.jsonl"));
+        let existing: Vec<TextAttribution> = std::fs::read_to_string(&path)
+            .ok()
+            .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+            .unwrap_or_default();
+        // Reused only when it explains exactly these texts (it is this run's own file).
+        let fits = existing.len() == n_explain
+            && existing
+                .iter()
+                .zip(&prepared.split.validation)
+                .all(|(row, &index)| row.index == index);
+        if fits {
+            all_attributions.push(existing);
+            continue;
+        }
+        let bar = if args.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(n_explain as u64)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>14} IG {bar:30} {pos}/{len} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(name.clone());
+        let mut rows = Vec::with_capacity(n_explain);
+        for (j, tokens) in val_tokens.iter().take(n_explain).enumerate() {
+            let target = match args.target {
+                TargetChoice::Model => None,
+                TargetChoice::Teacher => Some(teacher_predictions[j]),
+                TargetChoice::Label => Some(val_set.labels[j]),
+            };
+            let input = ExplainInput {
+                ids: &tokens.ids,
+                special: &tokens.special,
+                pad_id,
+                mask_id,
+            };
+            let e = pollster::block_on(explain(
+                model,
+                &input,
+                &ExplainOptions {
+                    target,
+                    ..options.clone()
+                },
+            ))
+            .with_context(|| format!("{name}: explaining validation text {}", j + 1))?;
+            rows.push(TextAttribution {
+                index: prepared.split.validation[j],
+                tokens: tokens.tokens.clone(),
+                special: tokens.special.clone(),
+                attributions: e.attributions,
+                target: e.target,
+                probs: e.probs,
+                convergence_delta: e.convergence_delta,
+                label: val_set.labels[j],
+            });
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let jsonl: String = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|s| s + "\n"))
+            .collect::<Result<_, _>>()?;
+        write_atomic(&path, jsonl.as_bytes())?;
+        all_attributions.push(rows);
+    }
+
+    Ok(all_attributions)
+}
