@@ -41,7 +41,7 @@ pub struct BenchArgs {
     /// Timed training steps per model (after one warm-up); 0 skips training.
     #[arg(long, default_value_t = 2)]
     pub train_steps: usize,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
 }
 
@@ -67,20 +67,35 @@ pub fn ig_flops(config: &ModelConfig, seq: usize, n_steps: usize) -> f64 {
     n_steps as f64 * (2.0 * linear + 3.0 * attention + 2.0 * head)
 }
 
+/// [CLS], [SEP] and [MASK] of BERT's vocabulary where the model has one that large, else
+/// the first ids after [PAD] (the tiny test presets).
+fn special_ids(vocab: usize) -> (u32, u32, u32) {
+    if vocab > 1000 { (101, 102, 103) } else { (1, 2, 3) }
+}
+
+/// Random word-piece ids for `batch` sequences of `seq` tokens, framed by [CLS] … [SEP];
+/// words come from above BERT's special and unused range when the vocabulary has it.
 fn random_ids(batch: usize, seq: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let (cls, sep, _) = special_ids(vocab);
+    let first_word = if vocab > 2000 {
+        1000
+    } else {
+        4.min(vocab.saturating_sub(1))
+    };
+    let words = vocab.saturating_sub(first_word).max(1);
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..batch * seq)
         .map(|i| {
             let pos = i % seq;
             if pos == 0 {
-                101
+                cls
             } else if pos == seq - 1 {
-                102
+                sep
             } else {
                 state = state
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                1000 + ((state >> 33) as usize % (vocab - 1000)) as u32
+                (first_word + (state >> 33) as usize % words) as u32
             }
         })
         .collect()
@@ -115,12 +130,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             ids: &ids,
             special: &special,
             pad_id: Some(0),
-            mask_id: Some(103),
+            mask_id: Some(special_ids(config.vocab_size).2),
         };
         let options = ExplainOptions {
             n_steps: args.n_steps,
             method: args.method,
             internal_batch_size: Some(args.internal_batch_size),
+            workers: selected.workers,
             ..ExplainOptions::default()
         };
         pollster::block_on(explain(&model, &input, &options))?; // warm-up
@@ -202,4 +218,19 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
         }
     }
     Ok((args.train_steps * args.train_batch) as f64 / timed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_fit_every_preset_and_the_tiny_ones() {
+        for vocab in [8000, 30522, 600, 64, 8] {
+            let ids = random_ids(3, 16, vocab, 5);
+            assert!(ids.iter().all(|&id| (id as usize) < vocab), "vocab {vocab}: {ids:?}");
+            assert_eq!(ids[0], special_ids(vocab).0);
+            assert_eq!(ids[15], special_ids(vocab).1);
+        }
+    }
 }

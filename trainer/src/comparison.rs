@@ -2,7 +2,7 @@
 //! bootstrap interval, Spearman, top-k overlap, word-level cosine), IG's convergence, and on
 //! the embedded corpus the attribution mass on the planted rationale and shortcut.
 
-use astrid::compare::{cosine, merge_wordpieces, spearman, top_k_overlap};
+use astrid::compare::{content_mask, cosine, merge_wordpieces, similarity_to_teacher, spearman, top_k_overlap};
 use astrid::schema::{ModelResult, Role, TextAttribution};
 
 use crate::metrics::{Summary, summarise};
@@ -65,15 +65,15 @@ pub fn compare(
         let teacher = &all_attributions[0];
         let (mut cos, mut rho, mut overlap, mut word_cos) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (t, s) in teacher.iter().zip(rows) {
-            let keep: Vec<bool> = t.special.iter().map(|x| !x).collect();
-            cos.push(cosine(&s.attributions, &t.attributions, &keep)?);
+            let keep = content_mask(&t.special);
+            cos.push(similarity_to_teacher(&s.attributions, &t.attributions, &t.special)?);
             rho.push(spearman(&s.attributions, &t.attributions, &keep)?);
             overlap.push(top_k_overlap(&t.attributions, &s.attributions, &keep, top_k)?);
             let tw = merge_wordpieces(&t.tokens, &t.attributions, &t.special);
             let sw = merge_wordpieces(&s.tokens, &s.attributions, &s.special);
             let ta: Vec<f32> = tw.iter().map(|w| w.attribution).collect();
             let sa: Vec<f32> = sw.iter().map(|w| w.attribution).collect();
-            let wkeep: Vec<bool> = tw.iter().map(|w| !w.special).collect();
+            let wkeep = content_mask(&tw.iter().map(|w| w.special).collect::<Vec<_>>());
             word_cos.push(cosine(&sa, &ta, &wkeep)?);
         }
         let Summary { mean, std, ci95, .. } = summarise(&cos, seed);

@@ -65,7 +65,6 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds) -> Decision 
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +72,11 @@ mod tests {
     fn result(name: &str, params: usize, accuracy: f64, similarity: Option<f64>) -> ModelResult {
         ModelResult {
             name: name.into(),
-            role: if name == "teacher" { Role::Teacher } else { Role::Student },
+            role: if name == "teacher" {
+                Role::Teacher
+            } else {
+                Role::Student
+            },
             architecture: "bert".into(),
             layers: 1,
             hidden: 8,

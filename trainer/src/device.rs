@@ -1,42 +1,48 @@
 //! Choosing where tensors live: burn's CPU backend (flex) or a GPU through wgpu.
 
 use std::fmt;
-use std::str::FromStr;
 
 use burn::tensor::Device;
 
 /// The `--backend` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Backend {
+    /// burn's CPU backend (flex).
     #[default]
+    #[value(alias = "flex")]
     Cpu,
+    /// A GPU through wgpu (Vulkan, Metal, DX12; Mesa's lavapipe without one).
+    #[value(alias = "gpu")]
     Wgpu,
-}
-
-impl FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cpu" | "flex" => Ok(Backend::Cpu),
-            "wgpu" | "gpu" => Ok(Backend::Wgpu),
-            other => Err(format!("unknown backend '{other}'; use cpu or wgpu")),
-        }
-    }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Cpu => "cpu",
-            Backend::Wgpu => "wgpu",
-        })
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(value) => f.write_str(value.get_name()),
+            None => f.write_str("?"),
+        }
     }
 }
 
-/// A device and a line that says what it is (for logs and reports).
+/// A device, a line that says what it is (for logs and reports), and how many independent
+/// chains of work IG runs on it at once.
 pub struct Selected {
     pub device: Device,
     pub description: String,
+    pub workers: usize,
+}
+
+/// IG's chains of work on the CPU: burn-flex runs element-wise operations on one thread, so
+/// two chains fill a 2-core machine (more gave nothing here). `ASTRID_THREADS` overrides.
+fn cpu_workers() -> usize {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::env::var("ASTRID_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(available.min(2))
+        .max(1)
 }
 
 /// Initialises the backend. For wgpu, the adapter is reported, because when no Vulkan driver
@@ -49,6 +55,7 @@ pub fn select(backend: Backend) -> anyhow::Result<Selected> {
                 "cpu (burn flex, {} threads)",
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             ),
+            workers: cpu_workers(),
         }),
         Backend::Wgpu => {
             let (device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| {
@@ -64,7 +71,11 @@ pub fn select(backend: Backend) -> anyhow::Result<Selected> {
             if info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu {
                 description.push_str(" [software rendering: figures are not GPU figures]");
             }
-            Ok(Selected { device, description })
+            Ok(Selected {
+                device,
+                description,
+                workers: 1,
+            })
         }
     }
 }

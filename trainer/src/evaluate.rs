@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use astrid::explain::argmax;
 use astrid::schema::{ModelResult, Role};
+use burn::module::Module;
 
 use crate::metrics::{Classification, classification};
 use crate::train::{Encoded, predict_logits};

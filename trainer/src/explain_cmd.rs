@@ -7,8 +7,9 @@ use anyhow::Context;
 use astrid::LoadedModel;
 use astrid::compare::merge_wordpieces;
 use astrid::explain::{Attribution, Baseline, ExplainOptions, Method};
+use astrid::schema::ExplanationRecord;
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::device::{self, Backend};
 
@@ -30,7 +31,8 @@ pub struct IgArgs {
 }
 
 impl IgArgs {
-    pub fn options(&self, attribution: Attribution, target: Option<usize>) -> ExplainOptions {
+    /// The options for the device IG runs on (`workers` from [`crate::device::Selected`]).
+    pub fn options(&self, attribution: Attribution, target: Option<usize>, workers: usize) -> ExplainOptions {
         ExplainOptions {
             attribution,
             n_steps: self.n_steps,
@@ -38,6 +40,7 @@ impl IgArgs {
             baseline: self.baseline,
             internal_batch_size: self.internal_batch_size,
             target,
+            workers,
         }
     }
 }
@@ -65,7 +68,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub max_length: Option<usize>,
     /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -114,6 +117,24 @@ fn read_text(args: &ExplainArgs) -> anyhow::Result<String> {
     })
 }
 
+/// `trainer explain --json`: the explanation record, plus where and how fast it ran and the
+/// WordPiece pieces merged into words.
+#[derive(Serialize)]
+struct ExplainOutput<'a> {
+    #[serde(flatten)]
+    record: ExplanationRecord,
+    backend: &'a str,
+    words: Vec<WordOut<'a>>,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct WordOut<'a> {
+    text: &'a str,
+    attribution: f32,
+    tokens: &'a [usize],
+}
+
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     if !(1..=astrid::explain::MAX_N_STEPS).contains(&args.ig.n_steps) {
         anyhow::bail!(
@@ -129,7 +150,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let selected = device::select(args.backend)?;
     let loaded = LoadedModel::from_dir(&args.model, args.max_length, &selected.device)
         .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
-    let options = args.ig.options(args.attribution, args.target);
+    let options = args.ig.options(args.attribution, args.target, selected.workers);
     let started = Instant::now();
     let result = pollster::block_on(loaded.explain_text(&text, &options))
         .with_context(|| format!("explaining with {}", args.model.display()))?;
@@ -137,29 +158,20 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let (tok, ex) = (&result.tokenized, &result.explanation);
     let words = merge_wordpieces(&tok.tokens, &ex.attributions, &tok.special);
     if args.json {
-        let out = json!({
-            "model": loaded.meta.name,
-            "backend": selected.description,
-            "tokens": tok.tokens,
-            "input_ids": tok.ids,
-            "special_tokens": tok.special,
-            "truncated": tok.truncated,
-            "attributions": ex.attributions,
-            "target": ex.target,
-            "label": loaded.meta.labels.get(ex.target),
-            "probs": ex.probs,
-            "convergence_delta": ex.convergence_delta,
-            "f_input": ex.f_input,
-            "f_baseline": ex.f_baseline,
-            "attribution": args.attribution.name(),
-            "n_steps": args.ig.n_steps,
-            "method": args.ig.method.name(),
-            "baseline": args.ig.baseline.name(),
-            "internal_batch_size": args.ig.internal_batch_size,
-            "words": words.iter().map(|w| json!({"text": w.text, "attribution": w.attribution, "tokens": w.tokens})).collect::<Vec<_>>(),
-            "seconds": seconds,
-        });
-        println!("{out}");
+        let out = ExplainOutput {
+            record: ExplanationRecord::new(&loaded.meta.name, &loaded.meta.labels, &result, &options),
+            backend: &selected.description,
+            words: words
+                .iter()
+                .map(|w| WordOut {
+                    text: &w.text,
+                    attribution: w.attribution,
+                    tokens: &w.tokens,
+                })
+                .collect(),
+            seconds,
+        };
+        println!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
     let label = loaded

@@ -5,17 +5,16 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
-use astrid::bundle::{CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use astrid::files::{StagingDir, is_empty_dir, list_dir, process_alive, show_names, temp_name_pid, write_atomic};
+use astrid::bundle::TOKENIZER_FILE;
+use astrid::files::{StagingDir, is_empty_dir, list_dir, process_alive, temp_name_pid, write_atomic};
+use astrid::schema::bundle::{FORMAT, MANIFEST_FILE, MODEL_FILES, recognise_bundle};
+use astrid::schema::results::RESULTS_FILE;
+use astrid::schema::{FileEntry, Manifest, ManifestModel, Role, RunResults, TextAttribution};
 use clap::Args;
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::fingerprint::sha256_hex;
 use crate::rundir;
 use crate::suite::ROLES;
-
-pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -35,10 +34,13 @@ pub struct ExportArgs {
     pub models: Option<Vec<String>>,
 }
 
-fn copy_file(from: &Path, to: &Path) -> anyhow::Result<serde_json::Value> {
+fn copy_file(from: &Path, to: &Path) -> anyhow::Result<FileEntry> {
     let bytes = std::fs::read(from).with_context(|| format!("{}: cannot read", from.display()))?;
     write_atomic(to, &bytes)?;
-    Ok(json!({"size": bytes.len(), "sha256": sha256_hex(&bytes)}))
+    Ok(FileEntry {
+        size: bytes.len() as u64,
+        sha256: sha256_hex(&bytes),
+    })
 }
 
 /// `path` made absolute with symbolic links resolved, also when its last components do not
@@ -69,54 +71,6 @@ fn resolved(path: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(place)
-}
-
-/// The parts of a bundle's manifest that say which files belong to it.
-#[derive(Deserialize)]
-struct ManifestFiles {
-    format: u64,
-    models: Vec<ManifestModel>,
-}
-
-#[derive(Deserialize)]
-struct ManifestModel {
-    name: String,
-    files: BTreeMap<String, serde_json::Value>,
-}
-
-/// Why `dir` is not a bundle this command wrote, or `Ok` when it is one: its manifest
-/// parses and every file there is one the manifest lists. Only such a directory is replaced.
-pub fn recognise_bundle(dir: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE))
-        .map_err(|_| format!("it holds {} and no {MANIFEST_FILE}", show_names(&list_dir(dir))))?;
-    let manifest: ManifestFiles =
-        serde_json::from_str(&text).map_err(|e| format!("its {MANIFEST_FILE} is not an Astrid bundle's ({e})"))?;
-    if manifest.format == 0 {
-        return Err(format!("its {MANIFEST_FILE} is not an Astrid bundle's (format 0)"));
-    }
-    let mut foreign = Vec::new();
-    for name in list_dir(dir) {
-        if name == MANIFEST_FILE || name == TOKENIZER_FILE || temp_name_pid(&name).is_some() {
-            continue;
-        }
-        match manifest.models.iter().find(|m| m.name == name) {
-            Some(model) if dir.join(&name).is_dir() => foreign.extend(
-                list_dir(&dir.join(&name))
-                    .into_iter()
-                    .filter(|f| !model.files.contains_key(f) && temp_name_pid(f).is_none())
-                    .map(|f| format!("{name}/{f}")),
-            ),
-            _ => foreign.push(name),
-        }
-    }
-    if foreign.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "it holds files that are not part of the bundle its manifest describes ({})",
-            show_names(&foreign)
-        ))
-    }
 }
 
 /// Removes the staging and replaced directories that an interrupted export to `to` left
@@ -200,12 +154,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if !args.run.is_dir() {
         bail!("--run {}: no such run directory", args.run.display());
     }
-    let results_path = args.run.join("results.json");
-    let results: serde_json::Value = serde_json::from_str(
+    let results_path = args.run.join(RESULTS_FILE);
+    let results: RunResults = serde_json::from_str(
         &std::fs::read_to_string(&results_path)
             .with_context(|| format!("{}: missing; finish `trainer run` first", results_path.display()))?,
     )
-    .with_context(|| format!("{}: not valid JSON", results_path.display()))?;
+    .with_context(|| format!("{}: not the results of a run", results_path.display()))?;
     // Keeps a run from writing into the directory while it is read.
     let _reading = rundir::lock_shared(&args.run)?;
     let teacher_dir = args.run.join("models").join(ROLES[0]);
@@ -220,11 +174,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     // Built in a sibling directory and swapped in at the end: no half-written bundle, and
     // the staging directory is removed on every error.
     let staging = StagingDir::new(&args.to)?;
-    let mut files = serde_json::Map::new();
-    files.insert(
-        TOKENIZER_FILE.into(),
-        copy_file(&args.run.join(TOKENIZER_FILE), &staging.path().join(TOKENIZER_FILE))?,
-    );
+    let tokenizer = copy_file(&args.run.join(TOKENIZER_FILE), &staging.path().join(TOKENIZER_FILE))?;
     let mut models = Vec::new();
     for role in ROLES {
         let dir = args.run.join("models").join(role);
@@ -232,47 +182,49 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         if !dir.exists() || !wanted {
             continue;
         }
-        let mut model_files = serde_json::Map::new();
-        for file in [CONFIG_FILE, WEIGHTS_FILE, META_FILE] {
-            let entry = copy_file(&dir.join(file), &staging.path().join(role).join(file))?;
-            model_files.insert(file.into(), entry);
+        let mut files = BTreeMap::new();
+        for file in MODEL_FILES {
+            files.insert(
+                file.to_string(),
+                copy_file(&dir.join(file), &staging.path().join(role).join(file))?,
+            );
         }
-        let config_path = dir.join(CONFIG_FILE);
+        let config_path = dir.join(astrid::bundle::CONFIG_FILE);
         let config: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(&config_path)
                 .with_context(|| format!("{}: cannot read", config_path.display()))?,
         )
         .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
-        let result = results["models"]
-            .as_array()
-            .and_then(|m| m.iter().find(|r| r["name"] == role))
-            .cloned();
-        models.push(json!({
-            "name": role,
-            "role": if role == ROLES[0] { "teacher" } else { "student" },
-            "config": config,
-            "files": model_files,
-            "params": result.as_ref().map(|r| r["params"].clone()),
-            "accuracy": result.as_ref().map(|r| r["accuracy"].clone()),
-            "similarity": result.as_ref().map(|r| r["similarity_mean"].clone()),
-            "verdict": result.as_ref().map(|r| r["verdict"].clone()),
-        }));
+        let result = results.model(role);
+        models.push(ManifestModel {
+            name: role.to_string(),
+            role: if role == ROLES[0] { Role::Teacher } else { Role::Student },
+            config,
+            files,
+            params: result.map(|r| r.params as u64),
+            accuracy: result.map(|r| r.accuracy),
+            similarity: result.and_then(|r| r.similarity_mean),
+            verdict: result.map(|r| r.verdict.clone()),
+        });
     }
-    let samples = sample_texts(&args.run, args.samples)?;
-    let manifest = json!({
-        "format": 1,
-        "tokenizer": files.get(TOKENIZER_FILE),
-        "models": models,
-        "samples": samples,
-        "labels": results["data"]["labels"],
-        "results": results,
-    });
+    let manifest = Manifest {
+        format: FORMAT,
+        tokenizer,
+        models,
+        samples: sample_texts(&args.run, args.samples)?,
+        labels: Some(results.data.labels.clone()),
+        results,
+    };
     write_atomic(
         &staging.path().join(MANIFEST_FILE),
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
     staging.commit(recognise_bundle)?;
-    println!("wrote {} ({} models, manifest.json)", args.to.display(), models.len());
+    println!(
+        "wrote {} ({} models, {MANIFEST_FILE})",
+        args.to.display(),
+        manifest.models.len()
+    );
     Ok(())
 }
 
@@ -281,20 +233,10 @@ fn sample_texts(run: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     let path = run.join("explanations").join(format!("{}.jsonl", ROLES[0]));
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut samples = Vec::new();
-    for line in text.lines().take(n) {
-        let row: serde_json::Value = serde_json::from_str(line)?;
-        let tokens: Vec<&str> = row["tokens"]
-            .as_array()
-            .map(|t| t.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        let words = astrid::compare::merge_wordpieces(
-            &tokens.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            &vec![0.0; tokens.len()],
-            &row["special"]
-                .as_array()
-                .map(|s| s.iter().map(|b| b.as_bool().unwrap_or(false)).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        );
+    for (i, line) in text.lines().take(n).enumerate() {
+        let row: TextAttribution =
+            serde_json::from_str(line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+        let words = astrid::compare::merge_wordpieces(&row.tokens, &vec![0.0; row.tokens.len()], &row.special);
         samples.push(
             words
                 .iter()

@@ -3,19 +3,27 @@
 //! describes data (`data stats`) and measures speed (`bench`).
 
 mod bench;
+mod checkpoints;
 mod clock;
+mod comparison;
 mod data;
+mod decision;
 mod device;
+mod evaluate;
 mod explain_cmd;
+mod explanations;
 mod export;
 mod fingerprint;
 mod metrics;
+mod prepare;
 mod report;
 mod run;
 mod run_args;
 mod rundir;
+mod stats;
 mod suite;
 mod train;
+mod train_suite;
 mod vocab;
 
 use std::process::ExitCode;
@@ -36,7 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train the teacher and five students, explain, compare, rank, report.
-    Run(Box<run::RunArgs>),
+    Run(Box<run_args::RunArgs>),
     /// Explain one text with a trained model: token attributions for its prediction.
     Explain(explain_cmd::ExplainArgs),
     /// Write the web app's model bundle from a run.
@@ -53,7 +61,7 @@ enum Command {
 #[derive(Subcommand)]
 enum DataCommand {
     /// Rows, label balance, token-length percentiles, split sizes.
-    Stats(run::DataArgs),
+    Stats(run_args::DataArgs),
 }
 
 /// glibc returns large blocks to the system as soon as they are freed, and maps them again
@@ -97,7 +105,7 @@ fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Data {
             command: DataCommand::Stats(args),
-        } => run::stats(args),
+        } => stats::stats(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

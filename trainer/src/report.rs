@@ -5,23 +5,22 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::run::{ModelResult, TextAttribution};
 use astrid::files::write_atomic;
+use astrid::format::{self, optional};
+use astrid::heat::{colour, row_scale};
+use astrid::schema::{ModelResult, Role, RunResults, TextAttribution};
 
 fn opt(v: Option<f64>) -> String {
-    v.map_or("—".into(), |x| format!("{x:.3}"))
+    optional(v, 3)
 }
 
 fn params(n: usize) -> String {
-    if n >= 1_000_000 {
-        format!("{:.1}M", n as f64 / 1e6)
-    } else {
-        format!("{:.0}k", n as f64 / 1e3)
-    }
+    format::params(n as u64)
 }
 
 /// The decision table as plain text (printed at the end of a run).
-pub fn table(results: &[ModelResult], recommendation: &str) -> String {
+pub fn table(run: &RunResults) -> String {
+    let (results, recommendation) = (&run.models, &run.recommendation);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -51,16 +50,16 @@ pub fn table(results: &[ModelResult], recommendation: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    html_escape::encode_double_quoted_attribute(s).to_string()
 }
 
 /// Accuracy (y) against similarity to the teacher (x), one circle per student, area ∝ params.
 fn plot_svg(results: &[ModelResult], min_accuracy: f64, min_similarity: f64) -> String {
     let (w, h, pad) = (560.0, 360.0, 50.0);
-    let students: Vec<&ModelResult> = results.iter().skip(1).filter(|r| r.similarity_mean.is_some()).collect();
+    let students: Vec<&ModelResult> = results
+        .iter()
+        .filter(|r| r.role == Role::Student && r.similarity_mean.is_some())
+        .collect();
     let xs: Vec<f64> = students
         .iter()
         .filter_map(|r| r.similarity_mean)
@@ -139,18 +138,6 @@ fn plot_svg(results: &[ModelResult], min_accuracy: f64, min_similarity: f64) -> 
     svg
 }
 
-/// Background colour for an attribution relative to the text's largest |attribution|:
-/// green for positive (towards the predicted class), red for negative.
-fn colour(a: f32, scale: f32) -> String {
-    let t = (a / scale).clamp(-1.0, 1.0);
-    let alpha = t.abs() * 0.85;
-    if t >= 0.0 {
-        format!("rgba(42,157,143,{alpha:.2})")
-    } else {
-        format!("rgba(231,111,81,{alpha:.2})")
-    }
-}
-
 fn heatmaps_html(
     results: &[ModelResult],
     attributions: &[Vec<TextAttribution>],
@@ -170,11 +157,7 @@ fn heatmaps_html(
         );
         for (m, rows) in attributions.iter().enumerate() {
             let Some(row) = rows.get(j) else { continue };
-            let scale = row
-                .attributions
-                .iter()
-                .fold(0f32, |s, a| s.max(a.abs()))
-                .max(f32::MIN_POSITIVE);
+            let scale = row_scale(row.attributions.iter().copied().zip(row.special.iter().copied()));
             let predicted = labels.get(row.target).map_or("?".to_string(), |s| s.clone());
             let _ = write!(
                 html,
@@ -225,31 +208,22 @@ fn heatmaps_md(results: &[ModelResult], attributions: &[Vec<TextAttribution>], s
 /// Writes report.md and report.html into `out`.
 pub fn write(
     out: &Path,
-    summary: &serde_json::Value,
-    results: &[ModelResult],
+    run: &RunResults,
     attributions: &[Vec<TextAttribution>],
     samples: &[usize],
 ) -> anyhow::Result<()> {
-    let min_acc = summary["thresholds"]["min_accuracy"].as_f64().unwrap_or(0.7);
-    let min_sim = summary["thresholds"]["min_similarity"].as_f64().unwrap_or(0.8);
-    let labels: Vec<String> = summary["data"]["labels"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let recommendation = summary["recommendation"].as_str().unwrap_or("");
-    let planted = summary["data"]["planted_signal"].as_bool().unwrap_or(false);
+    let results = &run.models;
+    let (min_acc, min_sim) = (run.thresholds.min_accuracy, run.thresholds.min_similarity);
+    let labels = &run.data.labels;
+    let recommendation = &run.recommendation;
+    let planted = run.data.planted_signal;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Astrid report\n");
     let _ = writeln!(
         md,
         "Data: {} — {} texts (train {}, validation {}, test {}). Backend: {}.\n",
-        summary["data"]["source"].as_str().unwrap_or("?"),
-        summary["data"]["texts"],
-        summary["data"]["train"],
-        summary["data"]["validation"],
-        summary["data"]["test"],
-        summary["backend"].as_str().unwrap_or("?")
+        run.data.source, run.data.texts, run.data.train, run.data.validation, run.data.test, run.backend
     );
     let _ = writeln!(md, "## Ranking\n\n{recommendation}\n");
     let _ = writeln!(
@@ -383,7 +357,7 @@ pub fn write(
          <span style=\"background:{}\">against it</span> (each row scaled to its own largest attribution)</p>{}",
         colour(1.0, 1.0),
         colour(-1.0, 1.0),
-        heatmaps_html(results, attributions, samples, &labels)
+        heatmaps_html(results, attributions, samples, labels)
     );
     html.push_str("</body></html>\n");
     write_atomic(&out.join("report.html"), html.as_bytes())?;

@@ -87,7 +87,7 @@ pub struct RunArgs {
     /// The run directory: new, empty, or an earlier run's to resume (default runs/<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
     /// Training epochs (at least 1).
     #[arg(long, default_value_t = 5)]

@@ -56,4 +56,3 @@ pub fn stats(args: DataArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
-

@@ -2,12 +2,11 @@
 //! stopping on validation accuracy, optional distillation from the teacher's logits, and a
 //! checkpoint after every epoch so a killed run resumes where it stopped.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use astrid::checkpoint::to_safetensors_bytes;
-use astrid::explain::read_f32;
+use astrid::explain::{argmax, read_f32};
 use astrid::model::EncoderClassifier;
 use burn::module::{Module, ModuleVisitor, ParamId};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
@@ -19,6 +18,7 @@ use burn_store::{BurnpackStore, ModuleSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoints::{CheckpointDir, EpochRecord, TrainState, save_checkpoint};
 use crate::data::split::SplitMix64;
 use astrid::files::write_atomic;
 
@@ -51,110 +51,6 @@ pub struct TrainOptions {
     pub distill: Option<Distill>,
 }
 
-/// One epoch's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub loss: f64,
-    pub train_accuracy: f64,
-    pub validation_accuracy: f64,
-    pub sequences_per_second: f64,
-}
-
-/// What survives a kill: written after each epoch, after the files it names, with their
-/// hashes, so a resumed run uses exactly the files this state was written with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainState {
-    pub epochs_done: usize,
-    pub best_accuracy: f64,
-    pub best_epoch: usize,
-    pub epochs_without_improvement: usize,
-    pub finished: bool,
-    pub history: Vec<EpochRecord>,
-    /// SHA-256 of `epoch-N.bpk`, `epoch-N.optim` (N = epochs_done) and `best-E.safetensors`
-    /// (E = best_epoch).
-    #[serde(default)]
-    pub weights_sha256: String,
-    #[serde(default)]
-    pub optimizer_sha256: String,
-    #[serde(default)]
-    pub best_sha256: String,
-}
-
-/// Where one model's checkpoints live. Weights are named by epoch, so the state never
-/// points at a file a later, interrupted epoch overwrote.
-pub struct CheckpointDir(pub PathBuf);
-
-impl CheckpointDir {
-    fn state(&self) -> PathBuf {
-        self.0.join("state.json")
-    }
-    fn epoch_weights(&self, epoch: usize) -> PathBuf {
-        self.0.join(format!("epoch-{epoch}.bpk"))
-    }
-    fn epoch_optimizer(&self, epoch: usize) -> PathBuf {
-        self.0.join(format!("epoch-{epoch}.optim"))
-    }
-    /// The best model of epoch `epoch`, in Hugging Face layout.
-    pub fn best_weights(&self, epoch: usize) -> PathBuf {
-        self.0.join(format!("best-{epoch}.safetensors"))
-    }
-
-    /// Reads a checkpoint file and checks it is the one `state.json` recorded.
-    fn read_checked(&self, path: &std::path::Path, sha256: &str) -> anyhow::Result<Vec<u8>> {
-        let bytes = std::fs::read(path).with_context(|| {
-            format!(
-                "{}: missing; delete {} to train this model again",
-                path.display(),
-                self.0.display()
-            )
-        })?;
-        if crate::fingerprint::sha256_hex(&bytes) != sha256 {
-            bail!(
-                "{}: is not the file state.json recorded (changed or damaged); delete {} to train this model again",
-                path.display(),
-                self.0.display()
-            );
-        }
-        Ok(bytes)
-    }
-
-    /// Removes the files of earlier epochs once `state` (already written) points elsewhere.
-    fn prune(&self, state: &TrainState) {
-        let keep = [
-            self.epoch_weights(state.epochs_done),
-            self.epoch_optimizer(state.epochs_done),
-            self.best_weights(state.best_epoch),
-            self.state(),
-        ];
-        let is_ours = |name: &str| {
-            (name.starts_with("epoch-") && (name.ends_with(".bpk") || name.ends_with(".optim")))
-                || (name.starts_with("best-") && name.ends_with(".safetensors"))
-        };
-        for name in astrid::files::list_dir(&self.0) {
-            let path = self.0.join(&name);
-            if is_ours(&name) && !keep.contains(&path) {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-    }
-
-    pub fn load_state(&self) -> anyhow::Result<Option<TrainState>> {
-        let path = self.state();
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let state = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: not a training state; delete it to start this model again",
-                path.display()
-            )
-        })?;
-        Ok(Some(state))
-    }
-}
-
 /// Pads a batch to its longest text: ids `[batch, len]` and the padding mask.
 pub fn batch_tensors(ids: &[&Vec<u32>], device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
     let len = ids.iter().map(|t| t.len()).max().unwrap_or(1);
@@ -178,7 +74,7 @@ pub async fn predict_logits(
     data: &[Vec<u32>],
     batch: usize,
 ) -> anyhow::Result<Vec<Vec<f32>>> {
-    let device = model.embeddings.word_embeddings.weight.val().device();
+    let device = model.device();
     let labels = model.config.num_labels;
     // Sorting by length keeps padding (wasted work) small.
     let mut order: Vec<usize> = (0..data.len()).collect();
@@ -201,14 +97,6 @@ pub async fn predict_logits(
         }
     }
     Ok(results)
-}
-
-pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
-        .0
 }
 
 fn accuracy(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
@@ -428,7 +316,7 @@ pub fn train_batch(
     distill: Option<Distill>,
     lr: f64,
 ) -> anyhow::Result<Step> {
-    let device = model.embeddings.word_embeddings.weight.val().device();
+    let device = model.device();
     let labels = model.config.num_labels;
     let refs: Vec<&Vec<u32>> = batch.iter().map(|&i| &data.ids[i]).collect();
     let (ids, mask) = batch_tensors(&refs, &device);
@@ -527,32 +415,4 @@ pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {
         .with_weight_decay(options.weight_decay as f32)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(options.clip_norm as f32)))
         .init()
-}
-
-/// Writes this epoch's weights and optimizer state under names of their own, then the state
-/// (with their hashes) that points at them, then removes the earlier epochs' files: a kill at
-/// any point leaves a state whose files are all there.
-fn save_checkpoint(
-    dir: &CheckpointDir,
-    model: &EncoderClassifier,
-    optimizer: &ModuleOptimizer,
-    state: &mut TrainState,
-) -> anyhow::Result<()> {
-    let mut store = BurnpackStore::from_bytes(None);
-    model
-        .save_into(&mut store)
-        .map_err(|e| anyhow::anyhow!("saving the checkpoint: {e}"))?;
-    let bytes = store
-        .get_bytes()
-        .map_err(|e| anyhow::anyhow!("saving the checkpoint: {e}"))?;
-    state.weights_sha256 = crate::fingerprint::sha256_hex(&bytes);
-    write_atomic(&dir.epoch_weights(state.epochs_done), &bytes)?;
-    let optim = optimizer
-        .into_bytes()
-        .map_err(|e| anyhow::anyhow!("saving the optimizer state: {e:?}"))?;
-    state.optimizer_sha256 = crate::fingerprint::sha256_hex(&optim);
-    write_atomic(&dir.epoch_optimizer(state.epochs_done), &optim)?;
-    write_atomic(&dir.state(), serde_json::to_string_pretty(state)?.as_bytes())?;
-    dir.prune(state);
-    Ok(())
 }

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use astrid::EncoderClassifier;
 use astrid::bundle::{ModelMeta, save_model_dir};
-use astrid::model::start_from_teacher;
 use burn::tensor::Device;
 
+use crate::checkpoints::{CheckpointDir, TrainState};
 use crate::prepare::{EncodedSplits, Prepared};
 use crate::run_args::RunArgs;
 use crate::suite::suite;
-use crate::train::{CheckpointDir, Distill, TrainOptions, TrainState, predict_logits, train};
+use crate::train::{Distill, TrainOptions, predict_logits, train};
 
 /// One trained model of the suite.
 pub struct TrainedModel {
@@ -23,19 +23,18 @@ pub struct TrainedModel {
     pub state: TrainState,
 }
 
-/// Where a role starts from before training.
+/// Where a role starts from before training (`config` already has the data's classes).
 fn initial_model(
     role: &str,
     k: usize,
     args: &RunArgs,
     inits: &BTreeMap<String, PathBuf>,
-    num_labels: usize,
     config: astrid::ModelConfig,
     teacher: Option<&EncoderClassifier>,
     device: &Device,
 ) -> anyhow::Result<EncoderClassifier> {
     if let Some(dir) = inits.get(role) {
-        let (model, report) = astrid::bundle::load_checkpoint_dir(dir, num_labels, device)
+        let (model, report) = astrid::bundle::load_checkpoint_dir(dir, config.num_labels, device)
             .with_context(|| format!("--init {role}={}", dir.display()))?;
         if !report.fresh_head.is_empty() {
             eprintln!(
@@ -49,7 +48,7 @@ fn initial_model(
     device.seed(args.data.seed.wrapping_add(k as u64));
     let fresh = config.init(device);
     Ok(match teacher.filter(|_| args.init_from_teacher) {
-        Some(teacher) => match start_from_teacher(fresh, teacher) {
+        Some(teacher) => match fresh.start_from_teacher(teacher) {
             Ok((model, layers)) => {
                 eprintln!("{role}: starts from the teacher's embeddings and layers {layers:?}");
                 model
@@ -80,7 +79,7 @@ pub fn train_suite(
     for (k, (role, mut config)) in models.into_iter().enumerate() {
         config.num_labels = labels.len();
         let teacher = trained.first().map(|t| &t.model);
-        let initial = initial_model(&role, k, args, inits, labels.len(), config, teacher, device)?;
+        let initial = initial_model(&role, k, args, inits, config, teacher, device)?;
         let options = TrainOptions {
             epochs: args.epochs,
             batch_size: args.batch_size,
