@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, ReadableStreamDefaultReader, Response};
 
-use crate::manifest::FileEntry;
+use astrid::schema::bundle::FileEntry;
 
 /// Cache Storage bucket; entries are keyed by URL and sha256, so a new bundle never reads
 /// an old file.

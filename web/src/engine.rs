@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use astrid::explain::ExplainOptions;
+use astrid::schema::ExplanationRecord;
 use astrid::{LoadedModel, ModelFiles};
 use burn::tensor::Device;
 use burn::tensor::wgpu::WgpuBackend;
@@ -71,8 +72,8 @@ pub fn load_model(
 }
 
 /// Explains `text` with the model loaded as `name`. `options_json` holds any of
-/// `{attribution, n_steps, method, baseline, internal_batch_size, target}`; the result is
-/// `{tokens, input_ids, special, attributions, target, probs, convergence_delta, ...}`.
+/// `{attribution, n_steps, method, baseline, internal_batch_size, target}`; the result is an
+/// [`ExplanationRecord`] as JSON.
 /// `on_progress(done, total)` hears of each batch of interpolation points.
 #[wasm_bindgen]
 pub async fn explain(
@@ -87,12 +88,7 @@ pub async fn explain(
     let options: ExplainOptions = if options_json.trim().is_empty() {
         ExplainOptions::default()
     } else {
-        let mut value: serde_json::Value = serde_json::from_str(&options_json).map_err(js_error)?;
-        let mut defaults = serde_json::to_value(ExplainOptions::default()).map_err(js_error)?;
-        if let (Some(d), Some(v)) = (defaults.as_object_mut(), value.as_object_mut()) {
-            d.extend(std::mem::take(v));
-        }
-        serde_json::from_value(defaults).map_err(|e| js_error(format!("options: {e}")))?
+        serde_json::from_str(&options_json).map_err(|e| js_error(format!("options: {e}")))?
     };
     let report = |done: usize, total: usize| {
         if let Some(f) = &on_progress {
@@ -107,18 +103,6 @@ pub async fn explain(
         .explain_text_with_progress(&text, &options, Some(&report))
         .await
         .map_err(js_error)?;
-    let (tok, ex) = (&result.tokenized, &result.explanation);
-    Ok(serde_json::json!({
-        "model": name,
-        "tokens": tok.tokens,
-        "input_ids": tok.ids,
-        "special": tok.special,
-        "truncated": tok.truncated,
-        "attributions": ex.attributions,
-        "target": ex.target,
-        "probs": ex.probs,
-        "convergence_delta": ex.convergence_delta,
-        "labels": model.meta.labels,
-    })
-    .to_string())
+    let record = ExplanationRecord::new(&name, &model.meta.labels, &result, &options);
+    serde_json::to_string(&record).map_err(js_error)
 }

@@ -6,8 +6,6 @@
 //! page. The pure parts (manifest, deep links, results, colours) build and test natively.
 
 pub mod deeplink;
-pub mod heat;
-pub mod manifest;
 pub mod outcome;
 
 #[cfg(target_arch = "wasm32")]

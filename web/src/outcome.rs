@@ -1,36 +1,29 @@
 //! What one run of "Explain" produced: each model's explanation of the text, compared with
 //! the teacher's, ready to show and to hand to automation as `window.astridResult`.
 
-use astrid::compare::{cosine, merge_wordpieces};
-use serde::Deserialize;
-use serde_json::json;
+use astrid::compare::{merge_wordpieces, similarity_to_teacher};
+use astrid::schema::ExplanationRecord;
+use serde::Serialize;
 
-/// The engine's answer for one model (`explain()` in `engine.rs`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EngineExplanation {
-    pub tokens: Vec<String>,
-    pub special: Vec<bool>,
-    #[serde(default)]
-    pub truncated: bool,
-    pub attributions: Vec<f32>,
-    pub target: usize,
-    pub probs: Vec<f32>,
-    #[serde(default)]
-    pub convergence_delta: Option<f32>,
-    #[serde(default)]
-    pub labels: Vec<String>,
-}
-
-/// One model's row of the result.
-#[derive(Debug, Clone, PartialEq)]
+/// One model's row of the result; as JSON, one entry of `window.astridResult.models`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelOutcome {
     pub name: String,
     pub is_teacher: bool,
-    pub explanation: EngineExplanation,
+    /// The engine's answer (`explain()` in `engine.rs`).
+    #[serde(flatten)]
+    pub explanation: ExplanationRecord,
     /// Wall time of the explanation in the engine, milliseconds.
     pub ms: f64,
     /// Cosine of this model's token attributions with the teacher's (non-special tokens).
     pub similarity_to_teacher: Option<f64>,
+}
+
+/// `window.astridResult`.
+#[derive(Debug, Serialize)]
+struct PageResult<'a> {
+    backend: &'a str,
+    models: &'a [ModelOutcome],
 }
 
 /// A unit shown in a row: a token, or a word when pieces are merged.
@@ -43,22 +36,13 @@ pub struct Unit {
 
 impl ModelOutcome {
     pub fn probability(&self) -> f32 {
-        self.explanation
-            .probs
-            .get(self.explanation.target)
-            .copied()
-            .unwrap_or(f32::NAN)
+        self.explanation.probability()
     }
 
     pub fn label(&self) -> String {
-        self.explanation
-            .labels
-            .get(self.explanation.target)
-            .cloned()
-            .unwrap_or_else(|| format!("class {}", self.explanation.target))
+        self.explanation.label_or_index()
     }
 
-    /// What a row shows: tokens, or whole words with their pieces' summed attribution.
     pub fn units(&self, merge_words: bool) -> Vec<Unit> {
         let e = &self.explanation;
         if merge_words {
@@ -92,7 +76,6 @@ pub fn compare_with_teacher(outcomes: &mut [ModelOutcome]) -> Result<(), String>
         return Ok(());
     };
     let t = &teacher.explanation;
-    let keep: Vec<bool> = t.special.iter().map(|s| !s).collect();
     for outcome in outcomes.iter_mut().filter(|o| !o.is_teacher) {
         let e = &outcome.explanation;
         if e.tokens != t.tokens {
@@ -102,30 +85,20 @@ pub fn compare_with_teacher(outcomes: &mut [ModelOutcome]) -> Result<(), String>
             ));
         }
         outcome.similarity_to_teacher =
-            Some(cosine(&e.attributions, &t.attributions, &keep).map_err(|e| e.to_string())?);
+            Some(similarity_to_teacher(&e.attributions, &t.attributions, &t.special).map_err(|e| e.to_string())?);
     }
     Ok(())
 }
 
-/// `window.astridResult`: `{backend, models: [{name, tokens, attributions, probs, target,
-/// convergence_delta, similarity_to_teacher, ms}]}`, token level whatever the display.
+/// `window.astridResult`: `{backend, models: [{name, is_teacher, tokens, input_ids, special,
+/// attributions, probs, target, label, convergence_delta, options, ..., similarity_to_teacher,
+/// ms}]}` (token level whatever the display), the fields of [`ModelOutcome`].
 pub fn result_json(backend: &str, outcomes: &[ModelOutcome]) -> serde_json::Value {
-    json!({
-        "backend": backend,
-        "models": outcomes.iter().map(|o| json!({
-            "name": o.name,
-            "tokens": o.explanation.tokens,
-            "special": o.explanation.special,
-            "attributions": o.explanation.attributions,
-            "probs": o.explanation.probs,
-            "target": o.explanation.target,
-            "label": o.label(),
-            "convergence_delta": o.explanation.convergence_delta,
-            "similarity_to_teacher": o.similarity_to_teacher,
-            "truncated": o.explanation.truncated,
-            "ms": o.ms,
-        })).collect::<Vec<_>>(),
+    serde_json::to_value(PageResult {
+        backend,
+        models: outcomes,
     })
+    .unwrap_or_else(|e| serde_json::json!({"error": format!("the result could not be written: {e}")}))
 }
 
 #[cfg(test)]
@@ -136,17 +109,23 @@ mod tests {
         ModelOutcome {
             name: name.into(),
             is_teacher: teacher,
-            explanation: EngineExplanation {
+            explanation: ExplanationRecord {
+                model: name.into(),
                 tokens: ["[CLS]", "pet", "##ition", "granted", "[SEP]"]
                     .map(String::from)
                     .to_vec(),
+                input_ids: vec![2, 10, 11, 12, 3],
                 special: vec![true, false, false, false, true],
                 truncated: false,
                 attributions,
                 target: 1,
+                label: Some("win".into()),
+                labels: vec!["lose".into(), "win".into()],
                 probs: vec![0.25, 0.75],
                 convergence_delta: Some(1e-4),
-                labels: vec!["lose".into(), "win".into()],
+                f_input: Some(0.75),
+                f_baseline: Some(0.5),
+                options: astrid::ExplainOptions::default(),
             },
             ms: 12.5,
             similarity_to_teacher: None,
@@ -180,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn words_sum_their_pieces_and_the_result_json_has_the_documented_fields() {
+    fn words_sum_their_pieces_and_the_result_json_reads_back_as_the_record() {
         let o = outcome("teacher", true, vec![0.0, 0.5, 0.25, -1.0, 0.0]);
         let words = o.units(true);
         assert_eq!(
@@ -191,22 +170,14 @@ mod tests {
         assert_eq!(o.units(false).len(), 5);
         assert_eq!(o.label(), "win");
         assert_eq!(o.probability(), 0.75);
-        let json = result_json("webgpu", &[o]);
+        let json = result_json("webgpu", std::slice::from_ref(&o));
         assert_eq!(json["backend"], "webgpu");
         let m = &json["models"][0];
-        for field in [
-            "name",
-            "tokens",
-            "attributions",
-            "probs",
-            "target",
-            "convergence_delta",
-            "similarity_to_teacher",
-            "ms",
-        ] {
-            assert!(m.get(field).is_some(), "missing {field}");
-        }
-        assert_eq!(m["tokens"].as_array().unwrap().len(), 5);
-        assert_eq!(m["target"], 1);
+        // The record's fields sit beside the page's own: read back, they are the same.
+        let back: ExplanationRecord = serde_json::from_value(m.clone()).unwrap();
+        assert_eq!(back, o.explanation);
+        assert_eq!(m["name"], "teacher");
+        assert_eq!(m["ms"], 12.5);
+        assert!(m["similarity_to_teacher"].is_null());
     }
 }

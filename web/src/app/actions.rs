@@ -6,18 +6,14 @@ use std::collections::HashMap;
 
 use js_sys::{Promise, Reflect, Uint8Array};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
-use crate::deeplink::{BackendChoice, DeepLink, MAX_STEPS, PageOptions};
+use crate::deeplink::{DeepLink, PageOptions};
 use crate::download::{buffer_of, fetch_text, fetch_verified, is_cached, js_text};
-use astrid::heat::{colour, row_scale};
 use crate::outcome::{ModelOutcome, compare_with_teacher, result_json};
 use crate::worker_client::{client, field, request};
 use astrid::bundle::{CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use astrid::explain::{Baseline, Method};
-use astrid::format::{self, optional};
 use astrid::schema::ExplanationRecord;
 use astrid::schema::bundle::{FileEntry, MANIFEST_FILE, Manifest, ManifestModel};
 
@@ -29,7 +25,6 @@ thread_local! {
     /// the same promise.
     static ONCE: RefCell<HashMap<String, Promise>> = RefCell::new(HashMap::new());
 }
-
 
 /// Awaits the shared promise for `key`, created by `make` on first use; a failure is
 /// forgotten so the next attempt retries.
@@ -262,47 +257,62 @@ async fn explain_all(state: AppState) -> Result<(String, Vec<ModelOutcome>), Str
     Ok((backend.kind.name().to_string(), outcomes))
 }
 
-pub(crate) fn run_explain(state: AppState) {
-    if state.busy.get_untracked() {
-        return;
+/// "Explain" as a Leptos action: its `pending()` is the page's busy state.
+#[derive(Clone, Copy)]
+pub(crate) struct ExplainAction(pub(crate) Action<(), ()>);
+
+impl ExplainAction {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self(Action::new_local(move |_: &()| explain_and_show(state)))
     }
-    state.busy.set(true);
+
+    pub(crate) fn busy(self) -> bool {
+        self.0.pending().get()
+    }
+
+    /// Starts an explanation unless one is running.
+    pub(crate) fn run(self) {
+        if !self.0.pending().get_untracked() {
+            self.0.dispatch(());
+        }
+    }
+}
+
+/// Explains with every chosen model and shows the outcome (or the error), then makes the
+/// address bar reproduce it.
+async fn explain_and_show(state: AppState) {
     state.error.set(None);
     state.notices.set(Vec::new());
     state.outcomes.set(Vec::new());
     state.started_at.set(now_ms());
     clear_window_result();
     let link = current_link(state, true);
-    spawn_local(async move {
-        match explain_all(state).await {
-            Ok((backend, outcomes)) => {
-                if let Some(first) = outcomes.iter().find(|o| o.explanation.truncated) {
-                    let max = first.explanation.tokens.len();
-                    state.notices.update(|n| {
-                        n.push(format!(
-                            "The text is longer than the models read: only its first {max} tokens were explained. Shorten the text to explain all of it."
-                        ))
-                    });
-                }
-                set_window_result(&result_json(&backend, &outcomes));
-                state.outcomes.set(outcomes);
+    match explain_all(state).await {
+        Ok((backend, outcomes)) => {
+            if let Some(first) = outcomes.iter().find(|o| o.explanation.truncated) {
+                let max = first.explanation.tokens.len();
+                state.notices.update(|n| {
+                    n.push(format!(
+                        "The text is longer than the models read: only its first {max} tokens were explained. Shorten the text to explain all of it."
+                    ))
+                });
             }
-            Err(error) => {
-                set_window_result(&serde_json::json!({ "error": error }));
-                state.error.set(Some(error));
-            }
+            set_window_result(&result_json(&backend, &outcomes));
+            state.outcomes.set(outcomes);
         }
-        // The address bar now reproduces this explanation.
-        let query = link.to_query();
-        if let Some(window) = web_sys::window()
-            && let Ok(history) = window.history()
-        {
-            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&query));
+        Err(error) => {
+            set_window_result(&serde_json::json!({ "error": error }));
+            state.error.set(Some(error));
         }
-        state.share_link.set(Some(query));
-        state.status.set(String::new());
-        state.busy.set(false);
-    });
+    }
+    let query = link.to_query();
+    if let Some(window) = web_sys::window()
+        && let Ok(history) = window.history()
+    {
+        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&query));
+    }
+    state.share_link.set(Some(query));
+    state.status.set(String::new());
 }
 
 pub(crate) fn read_link() -> (DeepLink, Vec<String>) {
@@ -319,7 +329,7 @@ pub(crate) fn read_link() -> (DeepLink, Vec<String>) {
     DeepLink::from_pairs(values.iter().map(|(k, v)| (*k, v.as_str())))
 }
 
-pub(crate) async fn load_bundle(state: AppState, link: DeepLink) {
+pub(crate) async fn load_bundle(state: AppState, link: DeepLink, explain: ExplainAction) {
     let manifest_url = format!("{BUNDLE_DIR}/{MANIFEST_FILE}");
     let manifest = match fetch_text(&manifest_url).await {
         Ok(text) => Manifest::parse(&text, &manifest_url),
@@ -371,6 +381,6 @@ pub(crate) async fn load_bundle(state: AppState, link: DeepLink) {
     state.cached.set(cached);
     state.manifest.set(Some(manifest));
     if link.run {
-        run_explain(state);
+        explain.run();
     }
 }

@@ -1,13 +1,17 @@
 //! What the page draws, one component per panel.
 
+use astrid::explain::{Baseline, Method};
+use astrid::format::{self, optional};
+use astrid::heat::{colour, row_scale};
 use leptos::prelude::*;
 
-use super::actions::run_explain;
+use super::actions::ExplainAction;
 use super::state;
-use super::state::{BackendKind, FileProgress};
+use super::state::BackendKind;
+use crate::deeplink::MAX_STEPS;
 
 #[component]
-fn BackendBadge() -> impl IntoView {
+pub(crate) fn BackendBadge() -> impl IntoView {
     let state = state();
     move || match state.backend.get() {
         None => view! { <p class="badge pending">"Starting the compute backend…"</p> }.into_any(),
@@ -29,7 +33,7 @@ fn BackendBadge() -> impl IntoView {
 }
 
 #[component]
-fn BundleError() -> impl IntoView {
+pub(crate) fn BundleError() -> impl IntoView {
     let state = state();
     move || {
         state
@@ -52,7 +56,7 @@ fn params_text(params: Option<u64>) -> String {
 }
 
 #[component]
-fn ModelPicker() -> impl IntoView {
+pub(crate) fn ModelPicker() -> impl IntoView {
     let state = state();
     move || {
         let Some(manifest) = state.manifest.get() else {
@@ -111,7 +115,7 @@ fn ModelPicker() -> impl IntoView {
 }
 
 #[component]
-fn Downloads() -> impl IntoView {
+pub(crate) fn Downloads() -> impl IntoView {
     let state = state();
     move || {
         let downloads = state.downloads.get();
@@ -157,7 +161,7 @@ fn Downloads() -> impl IntoView {
 }
 
 #[component]
-fn TextInput() -> impl IntoView {
+pub(crate) fn TextInput() -> impl IntoView {
     let state = state();
     let samples = move || {
         state.manifest.get().map(|m| {
@@ -185,7 +189,7 @@ fn TextInput() -> impl IntoView {
 }
 
 #[component]
-fn OptionsForm() -> impl IntoView {
+pub(crate) fn OptionsForm() -> impl IntoView {
     let state = state();
     let options = state.options;
     let methods = [
@@ -236,11 +240,12 @@ fn OptionsForm() -> impl IntoView {
 }
 
 #[component]
-fn ExplainButton() -> impl IntoView {
+pub(crate) fn ExplainButton() -> impl IntoView {
     let state = state();
-    let ready = move || state.manifest.get().is_some() && !state.busy.get();
+    let explain = expect_context::<ExplainAction>();
+    let ready = move || state.manifest.get().is_some() && !explain.busy();
     let status = move || {
-        state.busy.get().then(|| {
+        explain.busy().then(|| {
             let elapsed = ((state.now.get() - state.started_at.get()) / 1000.0).max(0.0);
             let steps = state.steps.get().map(|(done, total)| {
                 view! {
@@ -258,7 +263,7 @@ fn ExplainButton() -> impl IntoView {
     };
     view! {
         <div class="actions">
-            <button id="explain" class="primary" disabled=move || !ready() on:click=move |_| run_explain(state)>
+            <button id="explain" class="primary" disabled=move || !ready() on:click=move |_| explain.run()>
                 "Explain"
             </button>
             {status}
@@ -268,7 +273,7 @@ fn ExplainButton() -> impl IntoView {
 }
 
 #[component]
-fn Messages() -> impl IntoView {
+pub(crate) fn Messages() -> impl IntoView {
     let state = state();
     view! {
         {move || state.error.get().map(|e| view! { <div class="error" role="alert" id="error">{e}</div> })}
@@ -277,7 +282,7 @@ fn Messages() -> impl IntoView {
 }
 
 #[component]
-fn ResultsView() -> impl IntoView {
+pub(crate) fn ResultsView() -> impl IntoView {
     let state = state();
     move || {
         let outcomes = state.outcomes.get();
@@ -332,7 +337,7 @@ fn ResultsView() -> impl IntoView {
 }
 
 #[component]
-fn Leaderboard() -> impl IntoView {
+pub(crate) fn Leaderboard() -> impl IntoView {
     let state = state();
     move || {
         let manifest = state.manifest.get()?;

@@ -10,7 +10,7 @@ mod state;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use actions::{ensure_backend, load_bundle, read_link};
+use actions::{ExplainAction, ensure_backend, load_bundle, read_link};
 use components::*;
 use state::{AppState, now_ms};
 
@@ -41,7 +41,6 @@ fn App() -> impl IntoView {
         options: RwSignal::new(link.options.clone()),
         backend_choice: RwSignal::new(link.backend),
         downloads: RwSignal::new(Vec::new()),
-        busy: RwSignal::new(false),
         status: RwSignal::new(String::new()),
         steps: RwSignal::new(None),
         started_at: RwSignal::new(0.0),
@@ -52,6 +51,8 @@ fn App() -> impl IntoView {
         share_link: RwSignal::new(None),
     };
     provide_context(state);
+    let explain = ExplainAction::new(state);
+    provide_context(explain);
     // A clock for the elapsed time shown while a run is going.
     let _ = set_interval_with_handle(move || state.now.set(now_ms()), std::time::Duration::from_millis(250));
     spawn_local(async move {
@@ -59,7 +60,7 @@ fn App() -> impl IntoView {
             state.error.set(Some(format!("The compute backend did not start: {e}")));
         }
     });
-    spawn_local(load_bundle(state, link));
+    spawn_local(load_bundle(state, link, explain));
     view! {
         <header>
             <h1>"Astrid"</h1>

@@ -51,7 +51,6 @@ pub(crate) struct AppState {
     pub(crate) options: RwSignal<PageOptions>,
     pub(crate) backend_choice: RwSignal<BackendChoice>,
     pub(crate) downloads: RwSignal<Vec<FileProgress>>,
-    pub(crate) busy: RwSignal<bool>,
     pub(crate) status: RwSignal<String>,
     /// Interpolation points done / in all for the model being explained.
     pub(crate) steps: RwSignal<Option<(u32, u32)>>,
