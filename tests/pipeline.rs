@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use astrid::schema::results::RESULTS_FILE;
+use astrid::schema::{Manifest, Role, RunResults, Thresholds};
 use astrid_e2e::{root, trainer, trainer_bin, trainer_json};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -34,14 +36,14 @@ fn run_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-fn results(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("results.json")).expect("valid JSON")
+fn results(dir: &Path) -> RunResults {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(RESULTS_FILE)).expect("results.json"))
+        .expect("results.json is RunResults")
 }
 
 /// The recommendation follows from the thresholds and the numbers in results.json.
-fn check_results(r: &serde_json::Value) {
-    let models = r["models"].as_array().unwrap();
-    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+fn check_results(r: &RunResults) {
+    let names: Vec<&str> = r.models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -53,29 +55,30 @@ fn check_results(r: &serde_json::Value) {
             "custom_2x384"
         ]
     );
-    let min_acc = r["thresholds"]["min_accuracy"].as_f64().unwrap();
-    let min_sim = r["thresholds"]["min_similarity"].as_f64().unwrap();
-    let mut expected: Option<(&str, u64)> = None;
-    for m in &models[1..] {
-        let sim = m["similarity_mean"].as_f64().unwrap();
+    assert_eq!(r.models[0].role, Role::Teacher);
+    assert_eq!(r.teacher().map(|t| t.name.as_str()), Some("teacher_bert"));
+    let Thresholds {
+        min_accuracy,
+        min_similarity,
+        ..
+    } = r.thresholds;
+    let mut expected: Option<(&str, usize)> = None;
+    for m in &r.models[1..] {
+        assert_eq!(m.role, Role::Student);
+        let sim = m.similarity_mean.expect("a student has a similarity");
         assert!((-1.0..=1.0).contains(&sim), "{sim}");
-        let [lo, hi] = [
-            m["similarity_ci"][0].as_f64().unwrap(),
-            m["similarity_ci"][1].as_f64().unwrap(),
-        ];
+        let [lo, hi] = m.similarity_ci.expect("and its interval");
         assert!(lo <= sim + 1e-12 && sim <= hi + 1e-12, "{lo} {sim} {hi}");
-        assert!((-1.0..=1.0).contains(&m["spearman_mean"].as_f64().unwrap()));
-        let acc = m["accuracy"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&acc));
-        let passes = acc >= min_acc && sim >= min_sim;
-        assert_eq!(m["verdict"].as_str().unwrap().starts_with("keep"), passes, "{m}");
-        let params = m["params"].as_u64().unwrap();
-        if passes && expected.is_none_or(|(_, p)| params < p) {
-            expected = Some((m["name"].as_str().unwrap(), params));
+        assert!((-1.0..=1.0).contains(&m.spearman_mean.unwrap()));
+        assert!((0.0..=1.0).contains(&m.accuracy));
+        let passes = m.accuracy >= min_accuracy && sim >= min_similarity;
+        assert_eq!(m.verdict.starts_with("keep"), passes, "{m:?}");
+        if passes && expected.is_none_or(|(_, p)| m.params < p) {
+            expected = Some((m.name.as_str(), m.params));
         }
     }
-    assert_eq!(r["recommended"].as_str(), expected.map(|(n, _)| n), "recommendation");
-    assert!(models[0]["params"].as_u64().unwrap() > models[5]["params"].as_u64().unwrap());
+    assert_eq!(r.recommended.as_deref(), expected.map(|(n, _)| n), "recommendation");
+    assert!(r.models[0].params > r.models[5].params);
 }
 
 fn no_partial_files(dir: &Path) {
@@ -106,9 +109,14 @@ fn run_on_the_embedded_default_then_export() {
     );
     let r = results(&out);
     check_results(&r);
-    assert_eq!(r["data"]["planted_signal"], true);
-    for m in r["models"].as_array().unwrap() {
-        assert!(m["rationale_mass"].as_f64().unwrap() >= 0.0);
+    assert!(r.data.planted_signal);
+    for m in &r.models {
+        // A mass is a share of the attribution: in [0, 1], and measured for every model.
+        let (rationale, shortcut) = (m.rationale_mass.unwrap(), m.shortcut_mass.unwrap());
+        assert!(
+            (0.0..=1.0).contains(&rationale) && (0.0..=1.0).contains(&shortcut),
+            "{m:?}"
+        );
     }
     for file in [
         "report.md",
@@ -146,14 +154,24 @@ fn run_on_the_embedded_default_then_export() {
         "{}",
         String::from_utf8_lossy(&exported.stderr)
     );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["models"].as_array().unwrap().len(), 6);
-    assert!(!manifest["samples"].as_array().unwrap().is_empty());
-    let weights = &manifest["models"][5]["files"]["model.safetensors"];
+    // The page's own parser accepts it.
+    let manifest = Manifest::parse(
+        &std::fs::read_to_string(bundle.join("manifest.json")).unwrap(),
+        "manifest.json",
+    )
+    .unwrap();
+    assert_eq!(manifest.models.len(), 6);
+    assert!(!manifest.samples.is_empty());
+    // The bundle carries the run's results (numbers through JSON twice: compared by verdict).
+    let verdicts = |r: &RunResults| -> Vec<(String, String)> {
+        r.models.iter().map(|m| (m.name.clone(), m.verdict.clone())).collect()
+    };
+    assert_eq!(verdicts(&manifest.results), verdicts(&r));
+    assert_eq!(manifest.results.recommendation, r.recommendation);
+    let weights = &manifest.models[5].files["model.safetensors"];
     let bytes = std::fs::read(bundle.join("custom_2x384/model.safetensors")).unwrap();
-    assert_eq!(weights["size"].as_u64().unwrap() as usize, bytes.len());
-    assert_eq!(weights["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(weights.size as usize, bytes.len());
+    assert_eq!(weights.sha256.len(), 64);
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&bundle).unwrap();
 }
@@ -259,9 +277,9 @@ fn runs_on_a_sample_of_the_scotus_data() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let r = results(&out);
     check_results(&r);
-    assert!(r["data"]["source"].as_str().unwrap().ends_with("justice.csv"));
-    assert_eq!(r["data"]["labels"], serde_json::json!(["False", "True"]));
-    assert_eq!(r["data"]["texts"], 150);
+    assert!(r.data.source.ends_with("justice.csv"));
+    assert_eq!(r.data.labels, ["False", "True"]);
+    assert_eq!(r.data.texts, 150);
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -344,19 +362,13 @@ fn the_same_command_gives_the_same_results() {
         "the trained vocabulary differs between identical runs"
     );
     // Everything but the timings.
-    let outcome = |dir: &Path| -> Vec<serde_json::Value> {
-        results(dir)["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                let mut m = m.clone();
-                for timing in ["inference_seq_per_s", "train_seq_per_s"] {
-                    m.as_object_mut().unwrap().remove(timing);
-                }
-                m
-            })
-            .collect()
+    let outcome = |dir: &Path| -> RunResults {
+        let mut r = results(dir);
+        for m in &mut r.models {
+            m.inference_seq_per_s = 0.0;
+            m.train_seq_per_s = 0.0;
+        }
+        r
     };
     assert_eq!(outcome(&a), outcome(&b));
     for dir in [a, b] {

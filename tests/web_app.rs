@@ -105,14 +105,12 @@ fn bundle() -> &'static Bundle {
             "trainer export: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(models.join("manifest.json")).unwrap()).unwrap();
-        let names: Vec<&str> = manifest["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["name"].as_str().unwrap())
-            .collect();
+        let manifest = astrid::schema::Manifest::parse(
+            &std::fs::read_to_string(models.join("manifest.json")).unwrap(),
+            "manifest.json",
+        )
+        .unwrap();
+        let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names, MODELS,
             "export --models keeps the teacher and the named students"
