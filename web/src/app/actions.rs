@@ -329,14 +329,25 @@ pub(crate) fn read_link() -> (DeepLink, Vec<String>) {
     DeepLink::from_pairs(values.iter().map(|(k, v)| (*k, v.as_str())))
 }
 
-pub(crate) async fn load_bundle(state: AppState, link: DeepLink, explain: ExplainAction) {
+/// The bundle's manifest, fetched and checked: what the page's bundle resource loads.
+pub(crate) async fn fetch_manifest() -> Result<Manifest, String> {
     let manifest_url = format!("{BUNDLE_DIR}/{MANIFEST_FILE}");
-    let manifest = match fetch_text(&manifest_url).await {
+    match fetch_text(&manifest_url).await {
         Ok(text) => Manifest::parse(&text, &manifest_url),
         Err(e) => Err(format!(
             "Cannot load the model bundle: {e}. Put a bundle next to this page with `trainer export --run RUN_DIR --to www/models`."
         )),
-    };
+    }
+}
+
+/// Shows a loaded bundle (or why it could not be loaded): the models the link chose, a
+/// sample text, which models are cached; runs the link's explanation when it asks to.
+pub(crate) async fn show_bundle(
+    state: AppState,
+    link: DeepLink,
+    explain: ExplainAction,
+    manifest: Result<Manifest, String>,
+) {
     let manifest = match manifest {
         Ok(m) => m,
         Err(e) => {

@@ -10,7 +10,10 @@ mod state;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use actions::{ExplainAction, ensure_backend, load_bundle, read_link};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use actions::{ExplainAction, ensure_backend, fetch_manifest, read_link, show_bundle};
 use components::*;
 use state::{AppState, now_ms};
 
@@ -60,7 +63,17 @@ fn App() -> impl IntoView {
             state.error.set(Some(format!("The compute backend did not start: {e}")));
         }
     });
-    spawn_local(load_bundle(state, link, explain));
+    // The bundle as a resource; once it resolves, the page shows it (once: the link's
+    // choices apply to the first load only).
+    let bundle = LocalResource::new(fetch_manifest);
+    let link = Rc::new(RefCell::new(Some(link)));
+    Effect::new(move |_| {
+        if let Some(manifest) = bundle.get()
+            && let Some(link) = link.borrow_mut().take()
+        {
+            spawn_local(show_bundle(state, link, explain, manifest));
+        }
+    });
     view! {
         <header>
             <h1>"Astrid"</h1>
