@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use astrid::schema::results::RESULTS_FILE;
-use astrid::schema::{Manifest, Role, RunResults, Thresholds};
+use astrid::schema::{Manifest, Role, RunResults, TextAttribution, Thresholds};
 use astrid_e2e::{root, trainer, trainer_bin, trainer_json};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -78,6 +78,22 @@ fn check_results(r: &RunResults) {
         }
     }
     assert_eq!(r.recommended.as_deref(), expected.map(|(n, _)| n), "recommendation");
+    // The signal per text: recorded for every model, informative texts a subset.
+    let explained = r.settings["explanations"]["texts"].as_u64().unwrap() as usize;
+    for m in &r.models {
+        let signal = m.mean_abs_signal.expect("a signal for every model");
+        assert!((0.0..=1.0).contains(&signal), "{m:?}");
+        assert!(m.weak_signal_texts.unwrap() <= explained);
+        assert_eq!(m.mean_f_baseline_per_class.len(), r.data.labels.len());
+        if m.role == Role::Student {
+            let informative = m.informative_texts.unwrap();
+            assert!(informative <= explained);
+            assert_eq!(m.similarity_informative_mean.is_some(), informative > 0, "{m:?}");
+            if let Some(sim) = m.similarity_informative_mean {
+                assert!((-1.0..=1.0).contains(&sim));
+            }
+        }
+    }
     assert!(r.models[0].params > r.models[5].params);
 }
 
@@ -127,6 +143,19 @@ fn run_on_the_embedded_default_then_export() {
     ] {
         assert!(out.join(file).exists(), "{file}");
     }
+    // Each explained text records both ends of IG's path; the attributions add up to their
+    // difference (completeness), up to the recorded convergence delta.
+    let rows = std::fs::read_to_string(out.join("explanations/minilm.jsonl")).unwrap();
+    for line in rows.lines() {
+        let row: TextAttribution = serde_json::from_str(line).unwrap();
+        let (f_in, f_base) = (row.f_input.unwrap(), row.f_baseline.unwrap());
+        assert_eq!(f_in, row.probs[row.target]);
+        let total: f64 = row.attributions.iter().map(|&a| a as f64).sum();
+        let delta = row.convergence_delta.unwrap() as f64;
+        assert!((total - (f_in as f64 - f_base as f64) - delta).abs() < 1e-5, "{line}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Signal per text"), "{report}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("custom_2x384"));
     no_partial_files(&out);

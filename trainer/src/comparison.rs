@@ -3,6 +3,7 @@
 //! the embedded corpus the attribution mass on the planted rationale and shortcut.
 
 use astrid::compare::{content_mask, cosine, merge_wordpieces, similarity_to_teacher, spearman, top_k_overlap};
+use astrid::schema::results::MIN_SIGNAL;
 use astrid::schema::{ModelResult, Role, TextAttribution};
 
 use crate::metrics::{Summary, summarise};
@@ -26,6 +27,10 @@ pub fn compare(
             .filter_map(|r| r.convergence_delta.map(|d| d.abs() as f64))
             .collect();
         result.mean_abs_convergence_delta = deltas.iter().sum::<f64>() / deltas.len().max(1) as f64;
+        let signal = signal_summary(rows, data.label_names.len());
+        result.mean_abs_signal = signal.mean_abs;
+        result.weak_signal_texts = Some(signal.weak);
+        result.mean_f_baseline_per_class = signal.mean_f_baseline;
         if data.has_planted_signal() {
             let (mut rationale, mut shortcut) = (Vec::new(), Vec::new());
             for (j, row) in rows.iter().enumerate() {
@@ -76,6 +81,13 @@ pub fn compare(
             let wkeep = content_mask(&tw.iter().map(|w| w.special).collect::<Vec<_>>());
             word_cos.push(cosine(&sa, &ta, &wkeep)?);
         }
+        let kept: Vec<f64> = informative(teacher, rows).into_iter().map(|j| cos[j]).collect();
+        result.informative_texts = Some(kept.len());
+        if !kept.is_empty() {
+            let Summary { mean, ci95, .. } = summarise(&kept, seed);
+            result.similarity_informative_mean = Some(mean);
+            result.similarity_informative_ci = Some(ci95);
+        }
         let Summary { mean, std, ci95, .. } = summarise(&cos, seed);
         result.similarity_mean = Some(mean);
         result.similarity_std = Some(std);
@@ -86,4 +98,91 @@ pub fn compare(
     }
 
     Ok(())
+}
+
+/// What IG had to distribute on a model's explained texts.
+#[derive(Debug, PartialEq)]
+struct SignalSummary {
+    /// Mean |F(input) − F(baseline)|.
+    mean_abs: Option<f64>,
+    /// Texts below [`MIN_SIGNAL`].
+    weak: usize,
+    /// Mean F(baseline) per explained class.
+    mean_f_baseline: Vec<Option<f64>>,
+}
+
+fn signal_summary(rows: &[TextAttribution], classes: usize) -> SignalSummary {
+    let signals: Vec<f64> = rows.iter().filter_map(TextAttribution::signal).collect();
+    let mut sums = vec![(0.0, 0usize); classes];
+    for row in rows {
+        if let (Some(f), Some(slot)) = (row.f_baseline, sums.get_mut(row.target)) {
+            slot.0 += f as f64;
+            slot.1 += 1;
+        }
+    }
+    SignalSummary {
+        mean_abs: (!signals.is_empty()).then(|| signals.iter().sum::<f64>() / signals.len() as f64),
+        weak: signals.iter().filter(|&&s| s < MIN_SIGNAL).count(),
+        mean_f_baseline: sums
+            .into_iter()
+            .map(|(sum, n)| (n > 0).then(|| sum / n as f64))
+            .collect(),
+    }
+}
+
+/// The texts (positions) on which both the teacher's and the student's attributions carry
+/// at least [`MIN_SIGNAL`]: there the direction of both vectors means something.
+fn informative(teacher: &[TextAttribution], student: &[TextAttribution]) -> Vec<usize> {
+    teacher
+        .iter()
+        .zip(student)
+        .enumerate()
+        .filter(|(_, (t, s))| {
+            t.signal().is_some_and(|x| x >= MIN_SIGNAL) && s.signal().is_some_and(|x| x >= MIN_SIGNAL)
+        })
+        .map(|(j, _)| j)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: usize, f_input: f32, f_baseline: f32) -> TextAttribution {
+        TextAttribution {
+            index: 0,
+            tokens: vec![],
+            special: vec![],
+            attributions: vec![],
+            target,
+            probs: vec![],
+            convergence_delta: None,
+            label: target,
+            f_input: Some(f_input),
+            f_baseline: Some(f_baseline),
+        }
+    }
+
+    #[test]
+    fn signal_is_counted_and_baselines_averaged_per_class() {
+        let rows = [row(0, 0.9, 0.5), row(1, 0.93, 0.92), row(1, 0.8, 0.4)];
+        let s = signal_summary(&rows, 3);
+        assert!((s.mean_abs.unwrap() - (0.4 + 0.01 + 0.4) / 3.0).abs() < 1e-6);
+        assert_eq!(s.weak, 1, "0.93 - 0.92 is below the threshold");
+        assert!((s.mean_f_baseline[0].unwrap() - 0.5).abs() < 1e-6);
+        assert!((s.mean_f_baseline[1].unwrap() - 0.66).abs() < 1e-6);
+        assert_eq!(s.mean_f_baseline[2], None);
+        let missing = TextAttribution {
+            f_input: None,
+            ..row(0, 0.0, 0.0)
+        };
+        assert_eq!(signal_summary(&[missing], 2).mean_abs, None);
+    }
+
+    #[test]
+    fn informative_texts_need_signal_in_both_models() {
+        let teacher = [row(0, 0.9, 0.1), row(0, 0.9, 0.88), row(1, 0.7, 0.2)];
+        let student = [row(0, 0.6, 0.2), row(0, 0.9, 0.1), row(1, 0.51, 0.5)];
+        assert_eq!(informative(&teacher, &student), vec![0]);
+    }
 }

@@ -46,7 +46,7 @@ pub fn explain_validation(
             && existing
                 .iter()
                 .zip(&prepared.split.validation)
-                .all(|(row, &index)| row.index == index);
+                .all(|(row, &index)| row.index == index && row.signal().is_some());
         if fits {
             all_attributions.push(existing);
             continue;
@@ -92,6 +92,8 @@ pub fn explain_validation(
                 probs: e.probs,
                 convergence_delta: e.convergence_delta,
                 label: val_set.labels[j],
+                f_input: e.f_input,
+                f_baseline: e.f_baseline,
             });
             bar.inc(1);
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 use astrid::files::write_atomic;
 use astrid::format::{self, optional};
 use astrid::heat::{colour, row_scale};
+use astrid::schema::results::MIN_SIGNAL;
 use astrid::schema::{ModelResult, Role, RunResults, TextAttribution};
 
 fn opt(v: Option<f64>) -> String {
@@ -159,9 +160,12 @@ fn heatmaps_html(
             let Some(row) = rows.get(j) else { continue };
             let scale = row_scale(row.attributions.iter().copied().zip(row.special.iter().copied()));
             let predicted = labels.get(row.target).map_or("?".to_string(), |s| s.clone());
+            let signal = row
+                .signal()
+                .map_or(String::new(), |s| format!(", F(input) − F(baseline) = {s:.3}"));
             let _ = write!(
                 html,
-                "<tr><th>{}<br><small>{} p={:.2}</small></th><td>",
+                "<tr><th>{}<br><small>{} p={:.2}{signal}</small></th><td>",
                 escape(&results[m].name),
                 escape(&predicted),
                 row.probs.get(row.target).copied().unwrap_or(f32::NAN)
@@ -277,6 +281,37 @@ pub fn write(
             r.train_seq_per_s,
             r.inference_seq_per_s,
             r.mean_abs_convergence_delta
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Signal per text\n\nIG distributes F(input) − F(baseline), the change in the explained class's probability \
+         from the baseline to the text. Where that is below {MIN_SIGNAL} the attributions are almost all noise and their \
+         direction says little; similarity over the informative texts (both models at least {MIN_SIGNAL}) is shown beside \
+         the similarity over all texts.\n\n| model | mean abs. signal | texts below {MIN_SIGNAL} | mean F(baseline) per \
+         explained class | similarity, all texts | similarity, informative texts (95% CI) | informative texts |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        let per_class: Vec<String> = r
+            .mean_f_baseline_per_class
+            .iter()
+            .zip(labels)
+            .map(|(f, label)| format!("{label}: {}", opt(*f)))
+            .collect();
+        let informative = r
+            .similarity_informative_ci
+            .map_or(String::new(), |[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {}{informative} | {} |",
+            r.name,
+            opt(r.mean_abs_signal),
+            r.weak_signal_texts.map_or("—".into(), |n| n.to_string()),
+            per_class.join(", "),
+            opt(r.similarity_mean),
+            opt(r.similarity_informative_mean),
+            r.informative_texts.map_or("—".into(), |n| n.to_string()),
         );
     }
     if planted {

@@ -87,8 +87,24 @@ pub struct ModelResult {
     pub word_similarity_mean: Option<f64>,
     pub rationale_mass: Option<f64>,
     pub shortcut_mass: Option<f64>,
+    /// Mean |F(input) − F(baseline)| over the explained texts: what IG had to distribute.
+    pub mean_abs_signal: Option<f64>,
+    /// Explained texts whose |F(input) − F(baseline)| is below [`MIN_SIGNAL`] for this model.
+    pub weak_signal_texts: Option<usize>,
+    /// Mean F(baseline) (the explained class's probability at the baseline), per explained
+    /// class; `None` for a class no text was explained as.
+    pub mean_f_baseline_per_class: Vec<Option<f64>>,
+    /// The similarity to the teacher over the informative texts only (both models' signal at
+    /// least [`MIN_SIGNAL`]), with its 95% interval and how many texts that is.
+    pub similarity_informative_mean: Option<f64>,
+    pub similarity_informative_ci: Option<[f64; 2]>,
+    pub informative_texts: Option<usize>,
     pub verdict: String,
 }
+
+/// Below this |F(input) − F(baseline)| IG has almost nothing to distribute, and the direction
+/// of the attribution vector is dominated by noise: such a text is not "informative".
+pub const MIN_SIGNAL: f64 = 0.05;
 
 /// `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -129,6 +145,18 @@ pub struct TextAttribution {
     pub probs: Vec<f32>,
     pub convergence_delta: Option<f32>,
     pub label: usize,
+    /// F(input) and F(baseline): the explained class's probability at both ends of IG's path.
+    #[serde(default)]
+    pub f_input: Option<f32>,
+    #[serde(default)]
+    pub f_baseline: Option<f32>,
+}
+
+impl TextAttribution {
+    /// |F(input) − F(baseline)|, what the attributions add up to (up to the convergence delta).
+    pub fn signal(&self) -> Option<f64> {
+        Some((self.f_input? as f64 - self.f_baseline? as f64).abs())
+    }
 }
 
 #[cfg(test)]
@@ -180,7 +208,10 @@ mod tests {
             probs: vec![0.25, 0.75],
             convergence_delta: None,
             label: 1,
+            f_input: Some(0.75),
+            f_baseline: Some(0.5),
         };
+        assert_eq!(row.signal(), Some(0.25));
         let line = serde_json::to_string(&row).unwrap();
         assert_eq!(serde_json::from_str::<TextAttribution>(&line).unwrap(), row);
     }
