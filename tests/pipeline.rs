@@ -86,6 +86,19 @@ fn check_results(r: &RunResults) {
         assert!(m.weak_signal_texts.unwrap() <= explained);
         assert_eq!(m.mean_f_baseline_per_class.len(), r.data.labels.len());
         if m.role == Role::Student {
+            // Agreement at the top: shares of k, signed rank within both rank and sign.
+            let [feature, rank, sign, signed_rank] = [
+                m.top_k_overlap_mean,
+                m.rank_agreement_mean,
+                m.sign_agreement_mean,
+                m.signed_rank_agreement_mean,
+            ]
+            .map(|v| v.expect("agreement at the top for every student"));
+            for v in [feature, rank, sign, signed_rank] {
+                assert!((0.0..=1.0).contains(&v), "{m:?}");
+            }
+            assert!(rank <= feature + 1e-12 && sign <= feature + 1e-12, "{m:?}");
+            assert!(signed_rank <= rank.min(sign) + 1e-12, "{m:?}");
             let informative = m.informative_texts.unwrap();
             assert!(informative <= explained);
             assert_eq!(m.similarity_informative_mean.is_some(), informative > 0, "{m:?}");

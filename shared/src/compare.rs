@@ -110,13 +110,38 @@ pub fn top_k(values: &[f32], keep: &[bool], k: usize) -> Vec<usize> {
 /// Share of the teacher's top-k tokens (by |attribution|) that are also in the student's
 /// top-k; k is capped at the number of kept tokens.
 pub fn top_k_overlap(a: &[f32], b: &[f32], keep: &[bool], k: usize) -> Result<f64> {
+    Ok(top_k_agreement(a, b, keep, k)?.feature)
+}
+
+/// How two explanations agree on their k most important tokens (Krishna et al., "The
+/// Disagreement Problem in Explainable Machine Learning", 2022), each a share of k: the same
+/// tokens (feature), the same token at the same rank (rank), the same tokens with the same
+/// sign (sign), and both at once (signed rank).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TopKAgreement {
+    pub feature: f64,
+    pub rank: f64,
+    pub sign: f64,
+    pub signed_rank: f64,
+}
+
+/// [`TopKAgreement`] of `b` with `a` (the reference) over the positions `keep` marks; k is
+/// capped at the number of kept positions (all zero when there are none).
+pub fn top_k_agreement(a: &[f32], b: &[f32], keep: &[bool], k: usize) -> Result<TopKAgreement> {
     check_lengths(a, b, keep)?;
     let k = k.min(keep.iter().filter(|x| **x).count());
     if k == 0 {
-        return Ok(0.0);
+        return Ok(TopKAgreement::default());
     }
     let (ta, tb) = (top_k(a, keep, k), top_k(b, keep, k));
-    Ok(ta.iter().filter(|i| tb.contains(i)).count() as f64 / k as f64)
+    let same_sign = |i: usize| (a[i] >= 0.0) == (b[i] >= 0.0);
+    let share = |n: usize| n as f64 / k as f64;
+    Ok(TopKAgreement {
+        feature: share(ta.iter().filter(|i| tb.contains(i)).count()),
+        rank: share(ta.iter().zip(&tb).filter(|(x, y)| x == y).count()),
+        sign: share(ta.iter().filter(|&&i| tb.contains(&i) && same_sign(i)).count()),
+        signed_rank: share(ta.iter().zip(&tb).filter(|(x, y)| x == y && same_sign(**x)).count()),
+    })
 }
 
 /// A word made of one or more WordPiece tokens, with the sum of their attributions.
@@ -156,6 +181,30 @@ pub fn merge_wordpieces(tokens: &[String], attributions: &[f32], special: &[bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agreement_at_the_top_by_hand() {
+        let keep = [false, true, true, true, true, false];
+        let teacher = [9.0, 0.9, -0.5, 0.1, 0.3, 9.0];
+        // Same order and signs: full agreement; [CLS]/[SEP] (not kept) play no part.
+        let same = [-9.0, 1.8, -1.0, 0.2, 0.6, -9.0];
+        let all = top_k_agreement(&teacher, &same, &keep, 3).unwrap();
+        assert_eq!((all.feature, all.rank, all.sign, all.signed_rank), (1.0, 1.0, 1.0, 1.0));
+        // Teacher's top 3: 1 (0.9), 2 (-0.5), 4 (0.3). Student's: 2 (0.8), 1 (-0.7), 3 (0.6).
+        let other = [0.0, -0.7, 0.8, 0.6, 0.05, 0.0];
+        let t = top_k_agreement(&teacher, &other, &keep, 3).unwrap();
+        assert_eq!(t.feature, 2.0 / 3.0, "tokens 1 and 2 in both");
+        assert_eq!(t.rank, 0.0, "none at the same rank");
+        assert_eq!(t.sign, 0.0, "both shared tokens flip sign");
+        assert_eq!(t.signed_rank, 0.0);
+        let k_capped = top_k_agreement(&teacher, &same, &keep, 50).unwrap();
+        assert_eq!(k_capped.feature, 1.0);
+        assert_eq!(
+            top_k_agreement(&teacher, &same, &[false; 6], 3).unwrap(),
+            TopKAgreement::default()
+        );
+        assert!(top_k_agreement(&teacher, &same[..5], &keep, 3).is_err());
+    }
 
     #[test]
     fn cosine_closed_forms_and_masking() {

@@ -1,8 +1,10 @@
 //! The comparison stage: each student's attributions against the teacher's (cosine with a
-//! bootstrap interval, Spearman, top-k overlap, word-level cosine), IG's convergence, and on
+//! bootstrap interval, Spearman, agreement at the top k, word-level cosine), IG's convergence, and on
 //! the embedded corpus the attribution mass on the planted rationale and shortcut.
 
-use astrid::compare::{content_mask, cosine, merge_wordpieces, similarity_to_teacher, spearman, top_k_overlap};
+use astrid::compare::{
+    TopKAgreement, content_mask, cosine, merge_wordpieces, similarity_to_teacher, spearman, top_k_agreement,
+};
 use astrid::schema::results::MIN_SIGNAL;
 use astrid::schema::{ModelResult, Role, TextAttribution};
 
@@ -68,12 +70,12 @@ pub fn compare(
             continue;
         }
         let teacher = &all_attributions[0];
-        let (mut cos, mut rho, mut overlap, mut word_cos) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut cos, mut rho, mut top, mut word_cos) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (t, s) in teacher.iter().zip(rows) {
             let keep = content_mask(&t.special);
             cos.push(similarity_to_teacher(&s.attributions, &t.attributions, &t.special)?);
             rho.push(spearman(&s.attributions, &t.attributions, &keep)?);
-            overlap.push(top_k_overlap(&t.attributions, &s.attributions, &keep, top_k)?);
+            top.push(top_k_agreement(&t.attributions, &s.attributions, &keep, top_k)?);
             let tw = merge_wordpieces(&t.tokens, &t.attributions, &t.special);
             let sw = merge_wordpieces(&s.tokens, &s.attributions, &s.special);
             let ta: Vec<f32> = tw.iter().map(|w| w.attribution).collect();
@@ -93,7 +95,12 @@ pub fn compare(
         result.similarity_std = Some(std);
         result.similarity_ci = Some(ci95);
         result.spearman_mean = Some(rho.iter().sum::<f64>() / rho.len().max(1) as f64);
-        result.top_k_overlap_mean = Some(overlap.iter().sum::<f64>() / overlap.len().max(1) as f64);
+        let mean_of =
+            |part: fn(&TopKAgreement) -> f64| Some(top.iter().map(part).sum::<f64>() / top.len().max(1) as f64);
+        result.top_k_overlap_mean = mean_of(|t| t.feature);
+        result.rank_agreement_mean = mean_of(|t| t.rank);
+        result.sign_agreement_mean = mean_of(|t| t.sign);
+        result.signed_rank_agreement_mean = mean_of(|t| t.signed_rank);
         result.word_similarity_mean = Some(word_cos.iter().sum::<f64>() / word_cos.len().max(1) as f64);
     }
 

@@ -285,6 +285,25 @@ pub fn write(
     }
     let _ = writeln!(
         md,
+        "\n## Agreement at the top\n\nOn each text, the teacher's {top_k} most important tokens (by |attribution|) against the \
+         student's (Krishna et al., \"The Disagreement Problem in Explainable ML\", 2022): the same tokens (feature), the \
+         same token at the same rank (rank), shared tokens with the same sign (sign), and both (signed rank); each a share \
+         of k, averaged over the texts.\n\n| model | feature | rank | sign | signed rank |\n|---|---|---|---|---|",
+        top_k = run.thresholds.top_k
+    );
+    for r in results.iter().filter(|r| r.role == Role::Student) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.name,
+            opt(r.top_k_overlap_mean),
+            opt(r.rank_agreement_mean),
+            opt(r.sign_agreement_mean),
+            opt(r.signed_rank_agreement_mean)
+        );
+    }
+    let _ = writeln!(
+        md,
         "\n## Signal per text\n\nIG distributes F(input) − F(baseline), the change in the explained class's probability \
          from the baseline to the text. Where that is below {MIN_SIGNAL} the attributions are almost all noise and their \
          direction says little; similarity over the informative texts (both models at least {MIN_SIGNAL}) is shown beside \

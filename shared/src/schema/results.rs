@@ -83,7 +83,14 @@ pub struct ModelResult {
     pub similarity_std: Option<f64>,
     pub similarity_ci: Option<[f64; 2]>,
     pub spearman_mean: Option<f64>,
+    /// Feature agreement at the top k (Krishna et al.): the top-k overlap.
     pub top_k_overlap_mean: Option<f64>,
+    /// The same token at the same rank in both top-k lists, share of k.
+    pub rank_agreement_mean: Option<f64>,
+    /// Shared top-k tokens with the same sign, share of k.
+    pub sign_agreement_mean: Option<f64>,
+    /// The same token at the same rank with the same sign, share of k.
+    pub signed_rank_agreement_mean: Option<f64>,
     pub word_similarity_mean: Option<f64>,
     pub rationale_mass: Option<f64>,
     pub shortcut_mass: Option<f64>,
