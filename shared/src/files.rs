@@ -94,8 +94,10 @@ pub struct StagingDir {
 }
 
 impl StagingDir {
+    /// Also removes what an interrupted staging of the same target left beside it.
     pub fn new(target: &Path) -> Result<Self> {
         create_parent(target)?;
+        remove_stale_siblings(target);
         let temp = TempPath::new(temp_sibling(target, "partial"));
         if temp.path().exists() {
             std::fs::remove_dir_all(temp.path()).map_err(|e| Error::io(temp.path().display(), e))?;
@@ -169,6 +171,15 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+fn remove_path(path: &Path, is_dir: bool) -> bool {
+    let gone = if is_dir {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    gone.is_ok()
+}
+
 /// Removes the temporary names ([`temp_name_pid`]) in `dir` (and below, when `recursive`)
 /// that a process left behind: all of them when `all` (the caller holds the directory's
 /// lock, so no one else is writing there), else those whose process has ended. Returns the
@@ -183,15 +194,8 @@ pub fn remove_stale_temps(dir: &Path, recursive: bool, all: bool) -> Vec<PathBuf
         let name = entry.file_name().to_string_lossy().to_string();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         match temp_name_pid(&name) {
-            Some(pid) if (all && pid != std::process::id()) || !process_alive(pid) => {
-                let gone = if is_dir {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                if gone.is_ok() {
-                    removed.push(path);
-                }
+            Some(pid) if ((all && pid != std::process::id()) || !process_alive(pid)) && remove_path(&path, is_dir) => {
+                removed.push(path);
             }
             Some(_) => {}
             None if recursive && is_dir => removed.extend(remove_stale_temps(&path, true, all)),
@@ -199,6 +203,26 @@ pub fn remove_stale_temps(dir: &Path, recursive: bool, all: bool) -> Vec<PathBuf
         }
     }
     removed
+}
+
+/// Removes the temporary names of `target` itself (`.NAME.KIND-PID` beside it) whose process
+/// has ended: what a killed write or staging of that target left. Nothing else is touched.
+pub fn remove_stale_siblings(target: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    list_dir(parent)
+        .into_iter()
+        .filter(|entry| entry.starts_with(&prefix) && temp_name_pid(entry).is_some_and(|pid| !process_alive(pid)))
+        .map(|entry| parent.join(entry))
+        .filter(|path| remove_path(path, path.is_dir()))
+        .collect()
 }
 
 /// The entries of `dir` (names, sorted), for messages about what a directory holds.

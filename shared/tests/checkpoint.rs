@@ -195,3 +195,46 @@ fn model_directory_errors_name_the_file() {
     assert!(err.contains("config.json") && err.contains("hidden_size"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A model directory is replaced only when it is Astrid's own: a directory holding a user's
+/// file is refused and left byte for byte; an earlier model directory is replaced, and what a
+/// killed write left beside it is removed.
+#[test]
+fn a_model_directory_replaces_only_its_own() {
+    use astrid::bundle::{ModelMeta, save_model_dir};
+    let base = std::env::temp_dir().join(format!("astrid-save-model-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let device = Device::flex();
+    let model = ModelConfig::preset("tiny_bert").unwrap().init(&device);
+    let tokenizer = std::fs::read(fixture("tiny_bert/tokenizer.json")).unwrap();
+    let meta = ModelMeta {
+        name: "tiny".into(),
+        labels: vec!["a".into(), "b".into()],
+        max_length: 16,
+    };
+    let user = base.join("user");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("thesis.tex"), b"chapter one").unwrap();
+    let err = save_model_dir(&user, &model, &tokenizer, &meta)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not replaced") && err.contains("astrid.json"), "{err}");
+    assert_eq!(std::fs::read(user.join("thesis.tex")).unwrap(), b"chapter one");
+    assert_eq!(std::fs::read_dir(&user).unwrap().count(), 1);
+
+    let ours = base.join("model");
+    // No process has pid 4000000000: this staging directory was left by a killed write.
+    let stale = base.join(".model.partial-4000000000");
+    std::fs::create_dir_all(&stale).unwrap();
+    save_model_dir(&ours, &model, &tokenizer, &meta).unwrap();
+    save_model_dir(&ours, &model, &tokenizer, &meta).unwrap();
+    assert!(ours.join("model.safetensors").exists());
+    assert_eq!(stale.exists(), !cfg!(target_os = "linux"));
+    std::fs::write(ours.join("notes.txt"), b"mine").unwrap();
+    let err = save_model_dir(&ours, &model, &tokenizer, &meta)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_eq!(std::fs::read(ours.join("notes.txt")).unwrap(), b"mine");
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use astrid::LoadedModel;
 use astrid::compare::merge_wordpieces;
-use astrid::explain::{Attribution, Baseline, ExplainOptions, Method};
+use astrid::explain::{Attribution, Baseline, ExplainOptions, MAX_N_STEPS, Method};
 use astrid::schema::ExplanationRecord;
 use clap::Args;
 use serde::Serialize;
@@ -31,6 +31,23 @@ pub struct IgArgs {
 }
 
 impl IgArgs {
+    /// What is wrong with these options, one line each (empty when they can be used).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=MAX_N_STEPS).contains(&self.n_steps) {
+            problems.push(format!(
+                "--n-steps {}: use 1 to {MAX_N_STEPS} (50 is Captum's default)",
+                self.n_steps
+            ));
+        } else if self.method != Method::GaussLegendre && self.n_steps < 2 {
+            problems.push(format!("--n-steps {}: {} needs at least 2", self.n_steps, self.method));
+        }
+        if self.internal_batch_size == Some(0) {
+            problems.push("--internal-batch-size 0: use at least 1 point per pass".to_string());
+        }
+        problems
+    }
+
     /// The options for the device IG runs on (`workers` from [`crate::device::Selected`]).
     pub fn options(&self, attribution: Attribution, target: Option<usize>, workers: usize) -> ExplainOptions {
         ExplainOptions {
@@ -136,12 +153,8 @@ struct WordOut<'a> {
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
-    if !(1..=astrid::explain::MAX_N_STEPS).contains(&args.ig.n_steps) {
-        anyhow::bail!(
-            "--n-steps {}: use 1 to {} (50 is Captum's default)",
-            args.ig.n_steps,
-            astrid::explain::MAX_N_STEPS
-        );
+    if let Some(problem) = args.ig.problems().first() {
+        anyhow::bail!("{problem}");
     }
     let text = read_text(&args)?;
     if text.trim().is_empty() {

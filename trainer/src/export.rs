@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 use astrid::bundle::TOKENIZER_FILE;
-use astrid::files::{StagingDir, is_empty_dir, list_dir, process_alive, temp_name_pid, write_atomic};
+use astrid::files::{StagingDir, is_empty_dir, write_atomic};
 use astrid::schema::bundle::{FORMAT, MANIFEST_FILE, MODEL_FILES, recognise_bundle};
 use astrid::schema::results::RESULTS_FILE;
 use astrid::schema::{FileEntry, Manifest, ManifestModel, Role, RunResults, TextAttribution};
@@ -71,33 +71,6 @@ fn resolved(path: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(place)
-}
-
-/// Removes the staging and replaced directories that an interrupted export to `to` left
-/// beside it (`.NAME.partial-PID`, `.NAME.old-PID` of processes that have ended); nothing else.
-fn remove_stale_staging(to: &Path) {
-    let (Some(parent), Some(name)) = (to.parent(), to.file_name()) else {
-        return;
-    };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    let prefix = format!(".{}.", name.to_string_lossy());
-    for entry in list_dir(parent) {
-        if entry.starts_with(&prefix) && temp_name_pid(&entry).is_some_and(|pid| !process_alive(pid)) {
-            let path = parent.join(&entry);
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            if removed.is_ok() {
-                eprintln!("removed {} (left by an interrupted export)", path.display());
-            }
-        }
-    }
 }
 
 /// Checks `--to` against the run and the current directory, and what is there now.
@@ -170,9 +143,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     check_destination(&args.to, &args.run)?;
-    remove_stale_staging(&args.to);
-    // Built in a sibling directory and swapped in at the end: no half-written bundle, and
-    // the staging directory is removed on every error.
+    // Built in a sibling directory and swapped in at the end: no half-written bundle; the
+    // staging directory is removed on every error, and one a killed export left goes first.
     let staging = StagingDir::new(&args.to)?;
     let tokenizer = copy_file(&args.run.join(TOKENIZER_FILE), &staging.path().join(TOKENIZER_FILE))?;
     let mut models = Vec::new();

@@ -19,7 +19,11 @@ use crate::run_args::{Suite, TargetChoice};
 pub const RUN_FORMAT: u32 = 2;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One hash over a checkpoint directory's files (config, weights, tokenizer when present).
@@ -41,7 +45,7 @@ pub fn checkpoint_digest(dir: &Path) -> anyhow::Result<String> {
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

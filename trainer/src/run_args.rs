@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use astrid::explain::MAX_N_STEPS;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -268,20 +267,7 @@ impl RunArgs {
                 self.explain_n
             )
         });
-        p.check((1..=MAX_N_STEPS).contains(&self.ig.n_steps), || {
-            format!(
-                "--n-steps {}: use 1 to {MAX_N_STEPS} (50 is Captum's default)",
-                self.ig.n_steps
-            )
-        });
-        if self.ig.method != astrid::Method::GaussLegendre {
-            p.check(self.ig.n_steps >= 2, || {
-                format!("--n-steps {}: {} needs at least 2", self.ig.n_steps, self.ig.method)
-            });
-        }
-        p.check(self.ig.internal_batch_size != Some(0), || {
-            "--internal-batch-size 0: use at least 1 point per pass".to_string()
-        });
+        p.0.extend(self.ig.problems());
         p.check(finite_in(self.min_accuracy, 0.0..=1.0), || {
             format!("--min-accuracy {}: an accuracy from 0 to 1", self.min_accuracy)
         });

@@ -10,8 +10,9 @@ use astrid::files::{list_dir, remove_stale_temps, show_names, temp_name_pid};
 
 /// The settings a run was started with (its fingerprint); its presence marks a run directory.
 pub const RUN_FILE: &str = "run.json";
-/// Held locked by the process working in the directory; names that process.
-pub const LOCK_FILE: &str = ".lock";
+/// Held locked by the process working in the directory; names that process. A name of
+/// Astrid's own, so a user's file is never taken for it (and emptied).
+pub const LOCK_FILE: &str = ".astrid-run.lock";
 
 /// What is at `--out`.
 #[derive(Debug, Clone, PartialEq, Eq)]
