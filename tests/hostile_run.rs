@@ -224,6 +224,7 @@ fn a_run_killed_while_explaining_resumes() {
         "the run finished before it was killed"
     );
     ok(&run(&args));
+    // The suite, the teacher's retrained copies and the untrained model (the calibration).
     for role in [
         "teacher_bert",
         "distilbert",
@@ -231,9 +232,23 @@ fn a_run_killed_while_explaining_resumes() {
         "tinybert",
         "minilm",
         "custom_2x384",
+        "reference_1",
+        "reference_2",
+        "untrained_teacher",
     ] {
         let text = std::fs::read_to_string(out.join(format!("explanations/{role}.jsonl"))).unwrap();
         assert_eq!(text.lines().count(), 20, "{role}");
     }
+    let results: astrid::schema::RunResults =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let calibration = results.calibration.expect("calibrated");
+    assert_eq!(calibration.reference_seeds.len(), 2);
+    // The copies finished before the kill: the resumed run did not train them again.
+    let retrained = results
+        .stage_seconds
+        .iter()
+        .find(|(stage, _)| stage.starts_with("training: the teacher's retrained copies"))
+        .unwrap();
+    assert!(retrained.1 < 5.0, "{retrained:?}");
     assert_eq!(temporaries(&out), Vec::<PathBuf>::new());
 }

@@ -108,6 +108,56 @@ fn check_results(r: &RunResults) {
         }
     }
     assert!(r.models[0].params > r.models[5].params);
+    check_calibration(r);
+}
+
+/// The ceiling, the floors, faithfulness and behavioural agreement are measured and coherent.
+fn check_calibration(r: &RunResults) {
+    let c = r.calibration.as_ref().expect("a calibration");
+    let copies = c.reference_seeds.len();
+    assert_eq!(c.reference_accuracy.len(), copies);
+    assert_eq!(c.ceiling.is_some(), copies >= 1);
+    assert_eq!(c.between_references.is_some(), copies >= 2);
+    let in_range = |e: &astrid::schema::Estimate| {
+        (-1.0..=1.0).contains(&e.mean) && e.ci[0] <= e.mean + 1e-12 && e.mean <= e.ci[1] + 1e-12
+    };
+    for a in [Some(&c.floor_untrained), Some(&c.floor_permuted), c.ceiling.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            in_range(&a.cosine) && in_range(&a.spearman) && in_range(&a.word_cosine),
+            "{a:?}"
+        );
+    }
+    assert_eq!(c.floor, c.floor_untrained.cosine.mean.max(c.floor_permuted.cosine.mean));
+    for m in &r.models {
+        let f = m.faithfulness.expect("faithfulness for every model");
+        assert!((-1.0..=1.0).contains(&f.comprehensiveness.mean), "{f:?}");
+        assert!((-1.0..=1.0).contains(&f.sufficiency.mean), "{f:?}");
+        assert_eq!(m.baseline_outputs.len(), 4, "zero, pad, mask, uniform");
+        for b in &m.baseline_outputs {
+            assert!((b.mean_probs.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{b:?}");
+            assert!((0.0..=1.0).contains(&b.distance_from_prior));
+        }
+        if m.role == Role::Student {
+            let b = m.behaviour.expect("behavioural agreement for every student");
+            assert_eq!(b.k, r.thresholds.top_k);
+            assert!((-1.0..=1.0).contains(&b.student_drop.mean) && (-1.0..=1.0).contains(&b.teacher_drop));
+            if let (Some(cal), Some(ceiling)) = (m.calibrated_mean, &c.ceiling) {
+                // The score is where the similarity lies between the floor and the ceiling.
+                let expected = (m.similarity_mean.unwrap() - c.floor) / (ceiling.cosine.mean - c.floor);
+                assert!((cal - expected).abs() < 1e-9, "{cal} vs {expected}");
+            }
+        } else {
+            assert!(m.behaviour.is_none() && m.calibrated_mean.is_none());
+        }
+    }
+    let stages: Vec<&str> = r.stage_seconds.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        stages.contains(&"training: the teacher's retrained copies"),
+        "{stages:?}"
+    );
 }
 
 fn no_partial_files(dir: &Path) {
@@ -138,6 +188,7 @@ fn run_on_the_embedded_default_then_export() {
     );
     let r = results(&out);
     check_results(&r);
+    assert_eq!(r.calibration.as_ref().unwrap().reference_seeds.len(), 2, "the default");
     assert!(r.data.planted_signal);
     for m in &r.models {
         // A mass is a share of the attribution: in [0, 1], and measured for every model.
@@ -168,9 +219,22 @@ fn run_on_the_embedded_default_then_export() {
         assert!((total - (f_in as f64 - f_base as f64) - delta).abs() < 1e-5, "{line}");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("## Signal per text"), "{report}");
+    for section in [
+        "## Signal per text",
+        "## Is this similarity high for this task?",
+        "## Faithfulness",
+        "## Behavioural agreement",
+        "## Which baseline says nothing?",
+        "## Time",
+    ] {
+        assert!(report.contains(section), "{section} missing: {report}");
+    }
+    for file in ["reference_1", "reference_2", "untrained_teacher"] {
+        let text = std::fs::read_to_string(out.join(format!("explanations/{file}.jsonl"))).unwrap();
+        assert_eq!(text.lines().count(), 6, "{file}");
+    }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("custom_2x384"));
+    assert!(html.contains("<svg") && html.contains("custom_2x384") && html.contains("ceiling"));
     no_partial_files(&out);
 
     // Each model directory is one `trainer explain` accepts.
@@ -410,10 +474,54 @@ fn the_same_command_gives_the_same_results() {
             m.inference_seq_per_s = 0.0;
             m.train_seq_per_s = 0.0;
         }
+        r.stage_seconds.clear();
         r
     };
     assert_eq!(outcome(&a), outcome(&b));
     for dir in [a, b] {
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+/// A student that is the teacher (both start from one trained model and a learning rate too
+/// small to move a weight) scores similarity 1, behavioural agreement 1 and calibrated ≥ 1.
+#[test]
+fn an_exact_copy_of_the_teacher_scores_one() {
+    let first = temp_dir("copy-first");
+    let first_s = first.to_str().unwrap().to_string();
+    let made = trainer(&run_args(&first_s, &["--epochs", "1", "--reference-seeds", "0"]));
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let teacher = first.join("models/teacher_bert");
+    let init_teacher = format!("teacher_bert={}", teacher.display());
+    let init_copy = format!("distilbert={}", teacher.display());
+    let out = temp_dir("copy");
+    let out_s = out.to_str().unwrap().to_string();
+    let copied = trainer(&run_args(
+        &out_s,
+        &[
+            "--epochs",
+            "1",
+            "--reference-seeds",
+            "1",
+            "--lr",
+            "1e-12",
+            "--init",
+            &init_teacher,
+            "--init",
+            &init_copy,
+        ],
+    ));
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let r = results(&out);
+    let copy = r.model("distilbert").unwrap();
+    assert!((copy.similarity_mean.unwrap() - 1.0).abs() < 1e-9, "{copy:?}");
+    let b = copy.behaviour.unwrap();
+    assert!(
+        (b.agreement.mean - 1.0).abs() < 1e-9 && (b.reverse.mean - 1.0).abs() < 1e-9,
+        "{b:?}"
+    );
+    assert!(copy.calibrated_mean.unwrap() >= 1.0 - 1e-9, "{copy:?}");
+    assert_eq!(copy.faithfulness, r.models[0].faithfulness);
+    std::fs::remove_dir_all(&first).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -5,10 +5,36 @@
 //! It enables no Burn backend itself: the `trainer` (CPU and wgpu) and the `web` app
 //! (WebGPU and a CPU fallback) choose theirs, and pass a `burn::tensor::Device` in.
 
+/// `name()`, `FromStr` and `Display` for a fieldless enum from one list of names (the
+/// ones serde uses), so the command line, the page and the files agree.
+macro_rules! named_enum {
+    ($ty:ty, $field:literal, [$(($variant:path, $name:literal)),+]) => {
+        impl $ty {
+            pub fn name(self) -> &'static str {
+                match self { $($variant => $name,)+ }
+            }
+        }
+        impl std::str::FromStr for $ty {
+            type Err = $crate::error::Error;
+            fn from_str(s: &str) -> $crate::error::Result<Self> {
+                match s {
+                    $($name => Ok($variant),)+
+                    other => Err($crate::error::Error::invalid($field, format!(
+                        "unknown value '{other}'; use one of {}", [$($name),+].join(", ")))),
+                }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.name()) }
+        }
+    };
+}
+
 pub mod bundle;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod erasure;
 pub mod error;
 pub mod explain;
 #[cfg(not(target_arch = "wasm32"))]

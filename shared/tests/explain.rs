@@ -236,12 +236,14 @@ fn target_defaults_to_prediction_and_can_be_chosen() {
     assert!(err.to_string().contains("target"), "{err}");
 }
 
-/// With a [PAD] or [MASK] baseline, [CLS] and [SEP] equal their baseline: zero attribution.
+/// With a [PAD], [MASK] or uniform baseline, [CLS] and [SEP] equal their baseline: zero
+/// attribution; and the output at every baseline is the F(baseline) IG reports.
 #[test]
 fn token_baselines_keep_special_tokens() {
     let device = Device::flex();
     let model = tiny_model(&device);
-    for baseline in [Baseline::Pad, Baseline::Mask] {
+    for baseline in Baseline::ALL {
+        let at_baseline = block_on(astrid::explain::baseline_probabilities(&model, &input(), baseline)).unwrap();
         let r = block_on(explain(
             &model,
             &input(),
@@ -251,6 +253,15 @@ fn token_baselines_keep_special_tokens() {
             },
         ))
         .unwrap();
+        assert!((at_baseline.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(
+            (at_baseline[r.target] - r.f_baseline.unwrap()).abs() < 1e-6,
+            "{baseline}: {at_baseline:?} vs {:?}",
+            r.f_baseline
+        );
+        if baseline == Baseline::Zero {
+            continue;
+        }
         assert_eq!(r.attributions[0], 0.0, "{baseline}");
         assert_eq!(r.attributions[8], 0.0, "{baseline}");
         assert!(r.attributions[1..8].iter().any(|a| a.abs() > 0.0));

@@ -6,9 +6,9 @@ use astrid::compare::{
     TopKAgreement, content_mask, cosine, merge_wordpieces, similarity_to_teacher, spearman, top_k_agreement,
 };
 use astrid::schema::results::MIN_SIGNAL;
-use astrid::schema::{ModelResult, Role, TextAttribution};
+use astrid::schema::{Agreements, ModelResult, Positions, Role, TextAttribution};
 
-use crate::metrics::{Summary, summarise};
+use crate::metrics::{Summary, estimate, summarise};
 use crate::prepare::{EncodedSplits, Prepared};
 
 /// Fills the comparison fields of `results` (teacher first, in the order of `all_attributions`).
@@ -18,6 +18,7 @@ pub fn compare(
     prepared: &Prepared,
     encoded: &EncodedSplits,
     top_k: usize,
+    positions: Positions,
     seed: u64,
 ) -> anyhow::Result<()> {
     let data = &prepared.data;
@@ -70,19 +71,12 @@ pub fn compare(
             continue;
         }
         let teacher = &all_attributions[0];
-        let (mut cos, mut rho, mut top, mut word_cos) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (t, s) in teacher.iter().zip(rows) {
-            let keep = content_mask(&t.special);
-            cos.push(similarity_to_teacher(&s.attributions, &t.attributions, &t.special)?);
-            rho.push(spearman(&s.attributions, &t.attributions, &keep)?);
-            top.push(top_k_agreement(&t.attributions, &s.attributions, &keep, top_k)?);
-            let tw = merge_wordpieces(&t.tokens, &t.attributions, &t.special);
-            let sw = merge_wordpieces(&s.tokens, &s.attributions, &s.special);
-            let ta: Vec<f32> = tw.iter().map(|w| w.attribution).collect();
-            let sa: Vec<f32> = sw.iter().map(|w| w.attribution).collect();
-            let wkeep = content_mask(&tw.iter().map(|w| w.special).collect::<Vec<_>>());
-            word_cos.push(cosine(&sa, &ta, &wkeep)?);
-        }
+        let per_text: Vec<TextAgreement> = teacher
+            .iter()
+            .zip(rows)
+            .map(|(t, s)| text_agreement(t, &s.attributions, top_k, positions))
+            .collect::<anyhow::Result<_>>()?;
+        let cos: Vec<f64> = per_text.iter().map(|a| a.cosine).collect();
         let kept: Vec<f64> = informative(teacher, rows).into_iter().map(|j| cos[j]).collect();
         result.informative_texts = Some(kept.len());
         if !kept.is_empty() {
@@ -94,17 +88,87 @@ pub fn compare(
         result.similarity_mean = Some(mean);
         result.similarity_std = Some(std);
         result.similarity_ci = Some(ci95);
-        result.spearman_mean = Some(rho.iter().sum::<f64>() / rho.len().max(1) as f64);
-        let mean_of =
-            |part: fn(&TopKAgreement) -> f64| Some(top.iter().map(part).sum::<f64>() / top.len().max(1) as f64);
-        result.top_k_overlap_mean = mean_of(|t| t.feature);
-        result.rank_agreement_mean = mean_of(|t| t.rank);
-        result.sign_agreement_mean = mean_of(|t| t.sign);
-        result.signed_rank_agreement_mean = mean_of(|t| t.signed_rank);
-        result.word_similarity_mean = Some(word_cos.iter().sum::<f64>() / word_cos.len().max(1) as f64);
+        let mean_of = |part: fn(&TextAgreement) -> f64| {
+            Some(per_text.iter().map(part).sum::<f64>() / per_text.len().max(1) as f64)
+        };
+        result.spearman_mean = mean_of(|a| a.spearman);
+        result.top_k_overlap_mean = mean_of(|a| a.top.feature);
+        result.rank_agreement_mean = mean_of(|a| a.top.rank);
+        result.sign_agreement_mean = mean_of(|a| a.top.sign);
+        result.signed_rank_agreement_mean = mean_of(|a| a.top.signed_rank);
+        result.word_similarity_mean = mean_of(|a| a.word_cosine);
     }
 
     Ok(())
+}
+
+/// How two models' explanations of one text agree, by every measure.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TextAgreement {
+    /// Over `positions`; the other measures over the real tokens.
+    pub cosine: f64,
+    pub spearman: f64,
+    pub top: TopKAgreement,
+    /// Cosine of the word-level attributions (WordPiece pieces summed).
+    pub word_cosine: f64,
+}
+
+impl TextAgreement {
+    /// The mean of several agreements of one text (with several references).
+    pub fn mean(parts: &[TextAgreement]) -> TextAgreement {
+        let n = parts.len().max(1) as f64;
+        let sum = |f: fn(&TextAgreement) -> f64| parts.iter().map(f).sum::<f64>() / n;
+        TextAgreement {
+            cosine: sum(|a| a.cosine),
+            spearman: sum(|a| a.spearman),
+            top: TopKAgreement {
+                feature: sum(|a| a.top.feature),
+                rank: sum(|a| a.top.rank),
+                sign: sum(|a| a.top.sign),
+                signed_rank: sum(|a| a.top.signed_rank),
+            },
+            word_cosine: sum(|a| a.word_cosine),
+        }
+    }
+}
+
+/// `other` (attributions of the same tokens by another model, or a permutation) against
+/// `reference`'s explanation of one text.
+pub fn text_agreement(
+    reference: &TextAttribution,
+    other: &[f32],
+    top_k: usize,
+    positions: Positions,
+) -> anyhow::Result<TextAgreement> {
+    let keep = content_mask(&reference.special);
+    let position_cosine = match positions {
+        Positions::Content => similarity_to_teacher(other, &reference.attributions, &reference.special)?,
+        Positions::Padded => cosine(other, &reference.attributions, &vec![true; other.len()])?,
+    };
+    let words_of = |attributions: &[f32]| {
+        let words = merge_wordpieces(&reference.tokens, attributions, &reference.special);
+        let values: Vec<f32> = words.iter().map(|w| w.attribution).collect();
+        let keep = content_mask(&words.iter().map(|w| w.special).collect::<Vec<_>>());
+        (values, keep)
+    };
+    let ((rw, wkeep), (ow, _)) = (words_of(&reference.attributions), words_of(other));
+    Ok(TextAgreement {
+        cosine: position_cosine,
+        spearman: spearman(other, &reference.attributions, &keep)?,
+        top: top_k_agreement(&reference.attributions, other, &keep, top_k)?,
+        word_cosine: cosine(&ow, &rw, &wkeep)?,
+    })
+}
+
+/// Each measure's mean over the texts with its 95% interval.
+pub fn agreements(per_text: &[TextAgreement], seed: u64) -> Agreements {
+    let of = |f: fn(&TextAgreement) -> f64| estimate(&per_text.iter().map(f).collect::<Vec<_>>(), seed);
+    Agreements {
+        cosine: of(|a| a.cosine),
+        spearman: of(|a| a.spearman),
+        top_k_overlap: of(|a| a.top.feature),
+        word_cosine: of(|a| a.word_cosine),
+    }
 }
 
 /// What IG had to distribute on a model's explained texts.

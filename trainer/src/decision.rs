@@ -1,6 +1,6 @@
 //! The decision rule: which students to keep, and which one to recommend.
 
-use astrid::schema::{ModelResult, Role, Thresholds};
+use astrid::schema::{Calibration, ModelResult, Role, SimilarityMode, Thresholds};
 
 /// The decision framework's outcome.
 pub struct Decision {
@@ -8,9 +8,12 @@ pub struct Decision {
     pub explanation: String,
 }
 
-/// Keeps students with accuracy ≥ `min_accuracy` and similarity ≥ `min_similarity`,
-/// recommends the smallest (fewest parameters); marks each model's verdict.
-pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds) -> Decision {
+/// Keeps students with accuracy ≥ `min_accuracy` and similarity ≥ `min_similarity` (or, in
+/// calibrated mode, a calibrated score ≥ `min_calibrated`), and the optional minimums on
+/// faithfulness and behavioural agreement; recommends the smallest (fewest parameters); marks
+/// each model's verdict. The explanation says first when the teacher is not a reliable
+/// reference, and when the absolute threshold lies above what a retrained teacher reaches.
+pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration: Option<&Calibration>) -> Decision {
     let (min_accuracy, min_similarity) = (thresholds.min_accuracy, thresholds.min_similarity);
     let mut best: Option<(usize, usize)> = None;
     for (i, r) in results.iter_mut().enumerate() {
@@ -23,8 +26,31 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds) -> Decision 
         if r.accuracy.is_nan() || r.accuracy < min_accuracy {
             reasons.push(format!("accuracy {:.3} < {min_accuracy}", r.accuracy));
         }
-        if similarity.is_nan() || similarity < min_similarity {
-            reasons.push(format!("similarity {similarity:.3} < {min_similarity}"));
+        match thresholds.similarity_mode {
+            SimilarityMode::Absolute => {
+                if similarity.is_nan() || similarity < min_similarity {
+                    reasons.push(format!("similarity {similarity:.3} < {min_similarity}"));
+                }
+            }
+            SimilarityMode::Calibrated => match r.calibrated_mean {
+                Some(c) if c >= thresholds.min_calibrated => {}
+                Some(c) => reasons.push(format!("calibrated similarity {c:.2} < {}", thresholds.min_calibrated)),
+                None => reasons.push("no calibrated similarity (the ceiling is not above chance)".into()),
+            },
+        }
+        if let Some(min) = thresholds.min_faithfulness {
+            match r.faithfulness.map(|f| f.comprehensiveness_gain()) {
+                Some(gain) if gain >= min => {}
+                Some(gain) => reasons.push(format!("comprehensiveness {gain:.3} above random < {min}")),
+                None => reasons.push("faithfulness not measured".into()),
+            }
+        }
+        if let Some(min) = thresholds.min_behavioural {
+            match r.behaviour.map(|b| b.agreement.mean) {
+                Some(a) if a >= min => {}
+                Some(a) => reasons.push(format!("behavioural agreement {a:.2} < {min}")),
+                None => reasons.push("behavioural agreement not measured".into()),
+            }
         }
         if reasons.is_empty() {
             r.verdict = "keep".into();
@@ -40,14 +66,40 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds) -> Decision 
         .find(|r| r.role == Role::Teacher)
         .map_or(0, |t| t.params)
         .max(1);
+    let mut preamble = String::new();
+    if let Some(c) = calibration {
+        if !c.teacher_warnings.is_empty() {
+            preamble.push_str(&format!(
+                "The reference is unreliable: {}. Read every similarity below with that in mind. ",
+                c.teacher_warnings.join("; ")
+            ));
+        }
+        if thresholds.similarity_mode == SimilarityMode::Absolute
+            && let Some(ceiling) = &c.ceiling
+            && ceiling.cosine.mean < min_similarity
+        {
+            preamble.push_str(&format!(
+                "The similarity threshold {min_similarity} lies above the measured ceiling: the teacher retrained with another seed agrees with it at {:.3}, so a retrained teacher would be dropped too (--similarity-mode calibrated measures students against that ceiling). ",
+                ceiling.cosine.mean
+            ));
+        }
+    }
+    let rule = match thresholds.similarity_mode {
+        SimilarityMode::Absolute => format!("similarity ≥ {min_similarity}"),
+        SimilarityMode::Calibrated => format!("calibrated similarity ≥ {}", thresholds.min_calibrated),
+    };
     match best {
         Some((i, _)) => {
             results[i].verdict = "keep (recommended: smallest that passes)".into();
             let r = &results[i];
+            let calibrated = r
+                .calibrated_mean
+                .map(|c| format!(", calibrated {c:.2}"))
+                .unwrap_or_default();
             Decision {
                 recommended: Some(r.name.clone()),
                 explanation: format!(
-                    "Recommended: {} ({} parameters, {:.1}% of the teacher's): accuracy {:.3}, similarity to the teacher {:.3}.",
+                    "{preamble}Recommended: {} ({} parameters, {:.1}% of the teacher's): accuracy {:.3}, similarity to the teacher {:.3}{calibrated}.",
                     r.name,
                     r.params,
                     100.0 * r.params as f64 / teacher_params as f64,
@@ -59,7 +111,7 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds) -> Decision 
         None => Decision {
             recommended: None,
             explanation: format!(
-                "No student passes both thresholds (accuracy ≥ {min_accuracy}, similarity ≥ {min_similarity}); see each verdict. Keep the teacher, or train the students longer / with --distill."
+                "{preamble}No student passes the rule (accuracy ≥ {min_accuracy}, {rule}); see each verdict. Keep the teacher, or train the students longer / with --distill."
             ),
         },
     }
@@ -103,7 +155,7 @@ mod tests {
             result("tiny_but_wrong", 5, 0.6, Some(0.95)),
             result("tiny_but_different", 4, 0.9, Some(0.5)),
         ];
-        let d = decide(&mut results, &Thresholds::default());
+        let d = decide(&mut results, &Thresholds::default(), None);
         assert_eq!(d.recommended.as_deref(), Some("small"));
         assert!(results[1].verdict.starts_with("keep") && results[2].verdict.contains("recommended"));
         assert!(
@@ -122,9 +174,72 @@ mod tests {
                 min_accuracy: 0.95,
                 ..Thresholds::default()
             },
+            None,
         );
         assert_eq!(d.recommended, None);
         assert!(d.explanation.contains("No student passes"));
         assert_eq!(results[0].verdict, "teacher (reference)");
+    }
+
+    #[test]
+    fn calibrated_mode_and_the_ceiling_are_said() {
+        let mut results = vec![
+            result("teacher", 100, 0.9, None),
+            result("big", 50, 0.85, Some(0.5)),
+            result("small", 10, 0.85, Some(0.45)),
+        ];
+        results[1].calibrated_mean = Some(0.95);
+        results[2].calibrated_mean = Some(0.7);
+        let ceiling = astrid::schema::Agreements {
+            cosine: astrid::schema::Estimate {
+                mean: 0.52,
+                ci: [0.45, 0.6],
+            },
+            ..Default::default()
+        };
+        let calibration = Calibration {
+            ceiling: Some(ceiling),
+            floor: 0.1,
+            ..Calibration::default()
+        };
+        let d = decide(&mut results, &Thresholds::default(), Some(&calibration));
+        assert_eq!(d.recommended, None);
+        assert!(
+            d.explanation.contains("a retrained teacher would be dropped too"),
+            "{}",
+            d.explanation
+        );
+        let calibrated = Thresholds {
+            similarity_mode: SimilarityMode::Calibrated,
+            ..Thresholds::default()
+        };
+        let d = decide(&mut results, &calibrated, Some(&calibration));
+        assert_eq!(d.recommended.as_deref(), Some("big"));
+        assert!(
+            results[2].verdict.contains("calibrated similarity 0.70 < 0.8"),
+            "{}",
+            results[2].verdict
+        );
+        assert!(!d.explanation.contains("dropped too"));
+        let warned = Calibration {
+            teacher_warnings: vec!["it took the shortcut".into()],
+            ..calibration
+        };
+        let d = decide(
+            &mut results,
+            &Thresholds {
+                min_behavioural: Some(0.5),
+                ..calibrated
+            },
+            Some(&warned),
+        );
+        assert!(
+            d.explanation
+                .starts_with("The reference is unreliable: it took the shortcut"),
+            "{}",
+            d.explanation
+        );
+        assert_eq!(d.recommended, None);
+        assert!(results[1].verdict.contains("behavioural agreement not measured"));
     }
 }

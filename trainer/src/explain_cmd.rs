@@ -22,7 +22,8 @@ pub struct IgArgs {
     /// Integration rule: gausslegendre, riemann_left, riemann_right, riemann_middle, riemann_trapezoid.
     #[arg(long, default_value = "gausslegendre")]
     pub method: Method,
-    /// Where the path starts: zero, pad or mask ([CLS]/[SEP] are kept for pad and mask).
+    /// Where the path starts: zero, pad, mask or uniform (the mean word embedding); [CLS]/[SEP]
+    /// are kept for all but zero.
     #[arg(long, default_value = "zero")]
     pub baseline: Baseline,
     /// Interpolation points per forward/backward pass (default: all at once).

@@ -1,10 +1,12 @@
-//! The explanation stage: IG of the first validation texts with every model, kept as
+//! The explanation stage: IG of the first validation texts with every model (the suite, the
+//! teacher's retrained copies, an untrained model of its shape), kept as
 //! `explanations/<model>.jsonl` (a resumed run reuses a model's file when it explains exactly
 //! these texts).
 
 use std::path::Path;
 
 use anyhow::Context;
+use astrid::EncoderClassifier;
 use astrid::explain::{Attribution, ExplainInput, ExplainOptions, argmax, explain};
 use astrid::files::write_atomic;
 use astrid::schema::TextAttribution;
@@ -12,12 +14,12 @@ use astrid::schema::TextAttribution;
 use crate::prepare::{EncodedSplits, Prepared};
 use crate::run_args::{RunArgs, TargetChoice};
 use crate::train::predict_logits;
-use crate::train_suite::TrainedModel;
 
-/// One row per model (teacher first), one attribution per explained text.
+/// One row per model (in the order given; the teacher first: its predictions are the
+/// targets with `--target teacher`), one attribution per explained text.
 pub fn explain_validation(
     args: &RunArgs,
-    trained: &[TrainedModel],
+    models: &[(&str, &EncoderClassifier)],
     prepared: &Prepared,
     encoded: &EncodedSplits,
     out: &Path,
@@ -27,15 +29,15 @@ pub fn explain_validation(
     let n_explain = args.explain_n.min(val_tokens.len());
     let options = args.ig.options(Attribution::Ig, None, workers);
     let teacher_predictions: Vec<usize> = {
-        let teacher = &trained[0];
-        let logits = pollster::block_on(predict_logits(&teacher.model, &val_set.ids[..n_explain], 64))
-            .with_context(|| format!("{}: predictions on the validation part", teacher.role))?;
+        let (role, teacher) = models[0];
+        let logits = pollster::block_on(predict_logits(teacher, &val_set.ids[..n_explain], 64))
+            .with_context(|| format!("{role}: predictions on the validation part"))?;
         logits.iter().map(|l| argmax(l)).collect()
     };
     let pad_id = prepared.tokenizer.token_id("[PAD]");
     let mask_id = prepared.tokenizer.token_id("[MASK]");
     let mut all_attributions: Vec<Vec<TextAttribution>> = Vec::new();
-    for TrainedModel { role: name, model, .. } in trained {
+    for &(name, model) in models {
         let path = out.join("explanations").join(format!("{name}.jsonl"));
         let existing: Vec<TextAttribution> = std::fs::read_to_string(&path)
             .ok()
@@ -60,7 +62,7 @@ pub fn explain_validation(
             indicatif::ProgressStyle::with_template("{prefix:>14} IG {bar:30} {pos}/{len} ETA {eta}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        bar.set_prefix(name.clone());
+        bar.set_prefix(name.to_string());
         let mut rows = Vec::with_capacity(n_explain);
         for (j, tokens) in val_tokens.iter().take(n_explain).enumerate() {
             let target = match args.target {

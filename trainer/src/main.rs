@@ -2,7 +2,9 @@
 //! reasons (`run`), explains single texts (`explain`), exports the web bundle (`export`),
 //! describes data (`data stats`) and measures speed (`bench`).
 
+mod baselines;
 mod bench;
+mod calibration;
 mod checkpoints;
 mod clock;
 mod comparison;
@@ -13,6 +15,7 @@ mod evaluate;
 mod explain_cmd;
 mod explanations;
 mod export;
+mod faithfulness;
 mod fingerprint;
 mod metrics;
 mod prepare;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use astrid::schema::Estimate;
+
 use crate::data::split::SplitMix64;
 
 /// Accuracy, macro-F1 and the confusion matrix (`confusion[true][predicted]`).
@@ -77,6 +79,48 @@ pub fn summarise(values: &[f64], seed: u64) -> Summary {
     }
 }
 
+/// The mean of `values` with its 95% bootstrap interval.
+pub fn estimate(values: &[f64], seed: u64) -> Estimate {
+    let Summary { mean, ci95, .. } = summarise(values, seed);
+    Estimate { mean, ci: ci95 }
+}
+
+/// A statistic of several per-text series resampled together (a paired bootstrap: one
+/// resample of the texts serves every series), with its 95% percentile interval. `stat` gets
+/// the indices of the texts in a sample (all of them for the estimate itself); samples where
+/// it is not finite are left out of the interval.
+pub fn paired_bootstrap(n: usize, seed: u64, stat: impl Fn(&[usize]) -> f64) -> Option<Estimate> {
+    if n == 0 {
+        return None;
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let mean = stat(&all);
+    if !mean.is_finite() {
+        return None;
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut sample = vec![0; n];
+    let mut values: Vec<f64> = (0..2000)
+        .filter_map(|_| {
+            sample.iter_mut().for_each(|i| *i = rng.below(n));
+            Some(stat(&sample)).filter(|v| v.is_finite())
+        })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    let ci = if values.is_empty() {
+        [mean, mean]
+    } else {
+        [at(0.025), at(0.975)]
+    };
+    Some(Estimate { mean, ci })
+}
+
+/// The mean of `values` over the texts at `sample`.
+pub fn mean_at(values: &[f64], sample: &[usize]) -> f64 {
+    sample.iter().map(|&i| values[i]).sum::<f64>() / sample.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +144,21 @@ mod tests {
         assert!(s.ci95[0] < s.mean && s.mean < s.ci95[1]);
         assert!(s.ci95[1] - s.ci95[0] < 0.1 && s.ci95[1] - s.ci95[0] > 0.01);
         assert_eq!(summarise(&[0.5; 10], 1).ci95, [0.5, 0.5]);
+    }
+
+    #[test]
+    fn paired_bootstrap_of_a_ratio_of_identical_series_is_exactly_one() {
+        let a: Vec<f64> = (0..30).map(|i| 0.1 + i as f64 / 40.0).collect();
+        let e = paired_bootstrap(a.len(), 3, |s| mean_at(&a, s) / mean_at(&a, s)).unwrap();
+        assert_eq!(e.mean, 1.0);
+        assert_eq!(e.ci, [1.0, 1.0]);
+        let b: Vec<f64> = a.iter().map(|x| x * 0.5 + 0.05).collect();
+        let e = paired_bootstrap(a.len(), 3, |s| mean_at(&b, s) / mean_at(&a, s)).unwrap();
+        assert!(
+            e.ci[0] <= e.mean && e.mean <= e.ci[1] && e.ci[1] - e.ci[0] < 0.2,
+            "{e:?}"
+        );
+        assert_eq!(paired_bootstrap(0, 3, |_| 1.0), None);
+        assert_eq!(paired_bootstrap(3, 3, |_| f64::NAN), None);
     }
 }

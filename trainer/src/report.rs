@@ -9,10 +9,26 @@ use astrid::files::write_atomic;
 use astrid::format::{self, optional};
 use astrid::heat::{colour, row_scale};
 use astrid::schema::results::MIN_SIGNAL;
-use astrid::schema::{ModelResult, Role, RunResults, TextAttribution};
+use astrid::schema::{
+    Agreements, Calibration, Estimate, ModelResult, Role, RunResults, SimilarityMode, TextAttribution,
+};
 
 fn opt(v: Option<f64>) -> String {
     optional(v, 3)
+}
+
+fn est(e: &Estimate) -> String {
+    if e.mean.is_nan() {
+        return "—".into();
+    }
+    format!("{:.3} [{:.3}, {:.3}]", e.mean, e.ci[0], e.ci[1])
+}
+
+fn calibrated(r: &ModelResult) -> String {
+    match (r.calibrated_mean, r.calibrated_ci) {
+        (Some(m), Some([lo, hi])) => format!("{m:.2} [{lo:.2}, {hi:.2}]"),
+        _ => "—".into(),
+    }
 }
 
 fn params(n: usize) -> String {
@@ -55,7 +71,14 @@ fn escape(s: &str) -> String {
 }
 
 /// Accuracy (y) against similarity to the teacher (x), one circle per student, area ∝ params.
-fn plot_svg(results: &[ModelResult], min_accuracy: f64, min_similarity: f64) -> String {
+/// With a calibration, the ceiling's 95% interval is a shaded band (its mean a line) and the
+/// chance floor a dotted line.
+fn plot_svg(
+    results: &[ModelResult],
+    min_accuracy: f64,
+    min_similarity: f64,
+    calibration: Option<&Calibration>,
+) -> String {
     let (w, h, pad) = (560.0, 360.0, 50.0);
     let students: Vec<&ModelResult> = results
         .iter()
@@ -65,6 +88,8 @@ fn plot_svg(results: &[ModelResult], min_accuracy: f64, min_similarity: f64) -> 
         .iter()
         .filter_map(|r| r.similarity_mean)
         .chain([min_similarity])
+        .chain(calibration.map(|c| c.floor))
+        .chain(calibration.and_then(|c| c.ceiling.map(|x| x.cosine.ci[0])))
         .collect();
     let ys: Vec<f64> = results.iter().map(|r| r.accuracy).chain([min_accuracy]).collect();
     let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min).min(0.0) - 0.05, 1.05);
@@ -96,6 +121,30 @@ fn plot_svg(results: &[ModelResult], min_accuracy: f64, min_similarity: f64) -> 
         b = h - pad,
         r = w - pad
     );
+    if let Some(c) = calibration {
+        if let Some(ceiling) = &c.ceiling {
+            let [lo, hi] = ceiling.cosine.ci;
+            let _ = writeln!(
+                svg,
+                r##"<rect x="{:.1}" y="{pad}" width="{:.1}" height="{}" fill="#457b9d" fill-opacity="0.15"><title>ceiling: the teacher against its retrained copies, 95% CI</title></rect><line x1="{m:.1}" y1="{pad}" x2="{m:.1}" y2="{b}" stroke="#457b9d"/><text x="{m:.1}" y="{t}" text-anchor="middle" fill="#457b9d">ceiling {:.2}</text>"##,
+                sx(lo),
+                (sx(hi) - sx(lo)).max(1.0),
+                h - 2.0 * pad,
+                ceiling.cosine.mean,
+                m = sx(ceiling.cosine.mean),
+                b = h - pad,
+                t = pad - 4.0
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{f:.1}" y1="{pad}" x2="{f:.1}" y2="{b}" stroke="#6c757d" stroke-dasharray="1 3"/><text x="{f:.1}" y="{t}" text-anchor="middle" fill="#6c757d">chance {:.2}</text>"##,
+            c.floor,
+            f = sx(c.floor),
+            b = h - pad,
+            t = h - pad - 6.0
+        );
+    }
     for tick in 0..=4 {
         let x = x0 + (x1 - x0) * tick as f64 / 4.0;
         let y = y0 + (y1 - y0) * tick as f64 / 4.0;
@@ -203,8 +252,218 @@ fn heatmaps_md(results: &[ModelResult], attributions: &[Vec<TextAttribution>], s
                 .into_iter()
                 .map(|i| format!("`{}` {:+.2e}", row.tokens[i], row.attributions[i]))
                 .collect();
-            let _ = writeln!(md, "- {}: {}", results[m].name, top.join(", "));
+            let signal = row
+                .signal()
+                .map_or(String::new(), |x| format!(" (F(input) − F(baseline) = {x:.3})"));
+            let _ = writeln!(md, "- {}{signal}: {}", results[m].name, top.join(", "));
         }
+    }
+    md
+}
+
+fn agreements_row(what: &str, a: &Agreements) -> String {
+    format!(
+        "| {what} | {} | {} | {} | {} |\n",
+        est(&a.cosine),
+        est(&a.spearman),
+        est(&a.top_k_overlap),
+        est(&a.word_cosine)
+    )
+}
+
+/// The ceiling, the floors, the check of the teacher, and each student's calibrated score.
+fn calibration_md(run: &RunResults, c: &Calibration) -> String {
+    let mut md = String::from("\n## Is this similarity high for this task?\n\n");
+    if c.teacher_warnings.is_empty() {
+        md.push_str("**Reference check**: nothing says the teacher is an unreliable reference");
+        if c.reference_seeds.len() < 2 {
+            md.push_str(" (with fewer than two retrained copies, its agreement with them cannot be held against theirs with each other)");
+        }
+        md.push_str(".\n\n");
+    } else {
+        let _ = writeln!(md, "**The reference is unreliable**:\n");
+        for w in &c.teacher_warnings {
+            let _ = writeln!(md, "- {w}");
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "What equally good models of the teacher's kind agree at (the ceiling: the teacher retrained with other seeds, same \
+         data, split and settings; seeds {}; their test accuracy {}), and what chance gives (the floor: an untrained model of \
+         its shape, and its own attributions shuffled within each text). Means over the explained texts, 95% bootstrap \
+         intervals.\n\n| pair | cosine | Spearman | top-k overlap | word cosine |\n|---|---|---|---|---|",
+        if c.reference_seeds.is_empty() {
+            "none (--reference-seeds 0)".to_string()
+        } else {
+            c.reference_seeds
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if c.reference_accuracy.is_empty() {
+            "—".to_string()
+        } else {
+            c.reference_accuracy
+                .iter()
+                .map(|a| format!("{a:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if let Some(ceiling) = &c.ceiling {
+        md.push_str(&agreements_row("teacher vs its retrained copies (ceiling)", ceiling));
+    }
+    if let Some(between) = &c.between_references {
+        md.push_str(&agreements_row("the copies with each other", between));
+    }
+    md.push_str(&agreements_row(
+        "teacher vs an untrained model (floor)",
+        &c.floor_untrained,
+    ));
+    md.push_str(&agreements_row(
+        "teacher vs its attributions shuffled (floor)",
+        &c.floor_permuted,
+    ));
+    let _ = writeln!(
+        md,
+        "\nCalibrated similarity = (similarity − floor) / (ceiling − floor), with floor the higher chance level ({:.3}): 1 is as \
+         close to the teacher as a retrained teacher, 0 is chance. Interval: paired bootstrap over the texts.\n\n| student | \
+         similarity | ceiling | calibrated (95% CI) |\n|---|---|---|---|",
+        c.floor
+    );
+    for r in run.models.iter().filter(|r| r.role == Role::Student) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            r.name,
+            opt(r.similarity_mean),
+            c.ceiling
+                .as_ref()
+                .map_or("—".into(), |x| format!("{:.3}", x.cosine.mean)),
+            calibrated(r)
+        );
+    }
+    if let Some(ceiling) = &c.ceiling
+        && run.thresholds.similarity_mode == SimilarityMode::Absolute
+        && ceiling.cosine.mean < run.thresholds.min_similarity
+    {
+        let _ = writeln!(
+            md,
+            "\nThe similarity threshold {} lies above the ceiling {:.3}: a retrained teacher would be dropped too.",
+            run.thresholds.min_similarity, ceiling.cosine.mean
+        );
+    }
+    md
+}
+
+/// ERASER faithfulness of every model and behavioural agreement of every student.
+fn faithfulness_md(run: &RunResults) -> String {
+    let mut md = String::new();
+    let Some(erasure) = run.models.iter().find_map(|r| r.faithfulness.map(|f| f.erasure)) else {
+        return md;
+    };
+    let _ = writeln!(
+        md,
+        "\n## Faithfulness\n\nDoes each model's explanation find what its own prediction rests on? ERASER (DeYoung et al., 2020): \
+         comprehensiveness is the drop of the explained class's probability with the top 1, 5, 10, 20 and 50% of the \
+         content tokens by attribution removed (averaged: AOPC; higher is more faithful), sufficiency the drop with only them \
+         kept (lower is better). Tokens are {} . Beside each, the same with a random order of the tokens.\n\n| model | \
+         comprehensiveness | random order | above random | sufficiency | random order |\n|---|---|---|---|---|---|",
+        match erasure {
+            astrid::erasure::Erasure::Mask => "replaced by [MASK] (--erasure mask)",
+            astrid::erasure::Erasure::Delete => "deleted (--erasure delete)",
+        }
+    );
+    for r in &run.models {
+        let Some(f) = &r.faithfulness else { continue };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:+.3} | {} | {} |",
+            r.name,
+            est(&f.comprehensiveness),
+            est(&f.random_comprehensiveness),
+            f.comprehensiveness_gain(),
+            est(&f.sufficiency),
+            est(&f.random_sufficiency)
+        );
+    }
+    let k = run
+        .models
+        .iter()
+        .find_map(|r| r.behaviour.map(|b| b.k))
+        .unwrap_or(run.thresholds.top_k);
+    let _ = writeln!(
+        md,
+        "\n## Behavioural agreement\n\nDoes the student rely on the teacher's evidence? The teacher's top {k} tokens of each text \
+         are removed and each model's probability for its own prediction is measured again (forward passes only; no \
+         attribution noise). Agreement is the student's mean drop over the teacher's (1: it loses as much as the teacher \
+         does); reverse removes the student's top {k} and divides the teacher's drop by the student's. Random: the student's \
+         drop with {k} random tokens removed.\n\n| student | student's drop | teacher's drop | agreement (95% CI) | reverse \
+         (95% CI) | random removal |\n|---|---|---|---|---|---|"
+    );
+    for r in run.models.iter().filter(|r| r.role == Role::Student) {
+        let Some(b) = &r.behaviour else { continue };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {} | {} | {} |",
+            r.name,
+            est(&b.student_drop),
+            b.teacher_drop,
+            est(&b.agreement),
+            est(&b.reverse),
+            est(&b.random_drop)
+        );
+    }
+    md
+}
+
+/// Each model's output at each candidate baseline against the class prior.
+fn baselines_md(run: &RunResults) -> String {
+    let mut md = String::new();
+    let Some(names) = run
+        .models
+        .first()
+        .map(|r| {
+            r.baseline_outputs
+                .iter()
+                .map(|b| b.baseline.clone())
+                .collect::<Vec<_>>()
+        })
+        .filter(|n| !n.is_empty())
+    else {
+        return md;
+    };
+    let total = run.data.class_counts.iter().sum::<usize>().max(1) as f64;
+    let prior: Vec<String> = run
+        .data
+        .class_counts
+        .iter()
+        .map(|&c| format!("{:.2}", c as f64 / total))
+        .collect();
+    let _ = writeln!(
+        md,
+        "\n## Which baseline says nothing?\n\nIG distributes F(input) − F(baseline): a baseline at which the model already \
+         predicts a class leaves little to distribute. Mean class probabilities ({}) at each baseline over the explained \
+         texts, and their distance from the class prior ({}; total variation, 0 = neutral). This run explained with the \
+         `{}` baseline (`--baseline`).\n\n| model | {} |\n|---|{}",
+        run.data.labels.join(" / "),
+        prior.join(" / "),
+        run.settings["explanations"]["baseline"].as_str().unwrap_or("zero"),
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    for r in &run.models {
+        let cells: Vec<String> = r
+            .baseline_outputs
+            .iter()
+            .map(|b| {
+                let probs: Vec<String> = b.mean_probs.iter().map(|p| format!("{p:.2}")).collect();
+                format!("{} (distance {:.2})", probs.join(" / "), b.distance_from_prior)
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", r.name, cells.join(" | "));
     }
     md
 }
@@ -232,13 +491,13 @@ pub fn write(
     let _ = writeln!(md, "## Ranking\n\n{recommendation}\n");
     let _ = writeln!(
         md,
-        "| model | layers×hidden | params | accuracy | macro-F1 | similarity (mean ± sd) | 95% CI | Spearman | top-k overlap | word cosine | verdict |"
+        "| model | layers×hidden | params | accuracy | macro-F1 | similarity (mean ± sd) | 95% CI | calibrated (95% CI) | Spearman | top-k overlap | word cosine | verdict |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | {}×{} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}×{} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.layers,
             r.hidden,
@@ -250,6 +509,7 @@ pub fn write(
                 r.similarity_std.unwrap_or(0.0)
             )),
             r.similarity_ci.map_or("—".into(), |[a, b]| format!("[{a:.3}, {b:.3}]")),
+            calibrated(r),
             opt(r.spearman_mean),
             opt(r.top_k_overlap_mean),
             opt(r.word_similarity_mean),
@@ -262,9 +522,28 @@ pub fn write(
          per-token IG attributions on the same validation text (special tokens excluded), averaged over the explained \
          texts, with a 95% bootstrap interval of the mean; Spearman is the rank correlation of the same vectors; top-k \
          overlap is the share of the teacher's k most important tokens (by |attribution|) among the student's; word cosine \
-         merges WordPiece pieces first. A student is kept when accuracy ≥ {min_acc} and similarity ≥ {min_sim}; the \
-         smallest kept one is recommended.\n"
+         merges WordPiece pieces first. Calibrated places the similarity between chance (0) and a retrained teacher (1): \
+         see the next section. A student is kept when accuracy ≥ {min_acc} and {rule}{extra}; the smallest kept one is \
+         recommended.\n",
+        rule = match run.thresholds.similarity_mode {
+            SimilarityMode::Absolute => format!("similarity ≥ {min_sim}"),
+            SimilarityMode::Calibrated => format!("calibrated similarity ≥ {}", run.thresholds.min_calibrated),
+        },
+        extra = [
+            run.thresholds
+                .min_faithfulness
+                .map(|x| format!(", comprehensiveness ≥ {x} above random")),
+            run.thresholds
+                .min_behavioural
+                .map(|x| format!(", behavioural agreement ≥ {x}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>()
     );
+    if let Some(c) = &run.calibration {
+        md.push_str(&calibration_md(run, c));
+    }
     let _ = writeln!(
         md,
         "## Models\n\n| model | validation acc (best epoch) | epochs | train seq/s | inference seq/s | mean abs. convergence delta |"
@@ -333,6 +612,8 @@ pub fn write(
             r.informative_texts.map_or("—".into(), |n| n.to_string()),
         );
     }
+    md.push_str(&faithfulness_md(run));
+    md.push_str(&baselines_md(run));
     if planted {
         let _ = writeln!(
             md,
@@ -348,6 +629,15 @@ pub fn write(
                 opt(r.rationale_mass),
                 opt(r.shortcut_mass)
             );
+        }
+    }
+    if !run.stage_seconds.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Time\n\nSeconds per stage in the invocation that wrote this report (a resumed run skips what was done).\n\n| stage | seconds |\n|---|---|"
+        );
+        for (stage, seconds) in &run.stage_seconds {
+            let _ = writeln!(md, "| {stage} | {seconds:.1} |");
         }
     }
     let _ = writeln!(md, "\n## Examples\n{}", heatmaps_md(results, attributions, samples));
@@ -403,7 +693,7 @@ pub fn write(
     let _ = write!(
         html,
         "<h2>Accuracy against similarity</h2>{}",
-        plot_svg(results, min_acc, min_sim)
+        plot_svg(results, min_acc, min_sim, run.calibration.as_ref())
     );
     let _ = write!(
         html,

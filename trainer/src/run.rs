@@ -13,11 +13,16 @@ use astrid::files::write_atomic;
 use astrid::schema::results::{RESULTS_FILE, RESULTS_FORMAT};
 use astrid::schema::{DataSummary, RunResults, Thresholds};
 
+use astrid::erasure::Eraser;
+
+use crate::baselines::baseline_outputs;
+use crate::calibration::{CalibrationInputs, calibrate};
 use crate::comparison::compare;
 use crate::decision::decide;
 use crate::device;
 use crate::evaluate::evaluate;
 use crate::explanations::explain_validation;
+use crate::faithfulness::{ErasureInputs, behaviour, faithfulness};
 use crate::fingerprint::{
     CorpusSettings, DataSettings, DistillSettings, ExplanationSettings, ModelSettings, RUN_FORMAT, RunSettings,
     TokenizerSettings, TrainingSettings, checkpoint_digest, differences,
@@ -26,7 +31,7 @@ use crate::prepare::{Loaded, check_evaluation_size, load_data, prepare};
 use crate::report;
 use crate::run_args::RunArgs;
 use crate::rundir::{self, OutDir, RUN_FILE};
-use crate::train_suite::train_suite;
+use crate::train_suite::{TrainingRun, train_references, train_suite};
 
 fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
@@ -96,6 +101,70 @@ fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String
             target: args.target,
         },
     }
+}
+
+/// The explanations file of the untrained model of the teacher's shape (the floor).
+const UNTRAINED: &str = "untrained_teacher";
+
+/// Seconds each stage took in this invocation (a resumed run skips what is done).
+struct StageTimer {
+    laps: Vec<(String, f64)>,
+    since: std::time::Instant,
+}
+
+impl StageTimer {
+    fn start() -> Self {
+        Self {
+            laps: Vec::new(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, stage: &str) {
+        let now = std::time::Instant::now();
+        self.laps.push((stage.to_string(), (now - self.since).as_secs_f64()));
+        self.since = now;
+    }
+}
+
+/// Faithfulness of every model's explanations, behavioural agreement of every student with
+/// the teacher, and every model's output at each candidate baseline.
+fn measure_faithfulness(
+    args: &RunArgs,
+    results: &mut [astrid::schema::ModelResult],
+    models: &[(&str, &astrid::EncoderClassifier)],
+    attributions: &[Vec<astrid::schema::TextAttribution>],
+    prepared: &crate::prepare::Prepared,
+    encoded: &crate::prepare::EncodedSplits,
+) -> anyhow::Result<()> {
+    let n = attributions[0].len();
+    let ids: Vec<Vec<u32>> = encoded.validation_tokens[..n].iter().map(|t| t.ids.clone()).collect();
+    let pad_id = prepared.tokenizer.token_id("[PAD]");
+    let mask_id = prepared.tokenizer.token_id("[MASK]");
+    let inputs = ErasureInputs {
+        ids: &ids,
+        eraser: Eraser::new(args.erasure, mask_id)?,
+        seed: args.data.seed,
+    };
+    let counts = &prepared.data.class_counts();
+    let total = counts.iter().sum::<usize>().max(1) as f64;
+    let prior: Vec<f64> = counts.iter().map(|&c| c as f64 / total).collect();
+    let (t_name, t_model) = models[0];
+    for (m, result) in results.iter_mut().enumerate() {
+        let (name, model) = models[m];
+        result.faithfulness = Some(faithfulness(name, model, &attributions[m], &inputs)?);
+        result.baseline_outputs =
+            baseline_outputs(name, model, &encoded.validation_tokens[..n], pad_id, mask_id, &prior)?;
+        if m > 0 {
+            result.behaviour = Some(behaviour(
+                (t_name, t_model, &attributions[0]),
+                (name, model, &attributions[m]),
+                args.top_k,
+                &inputs,
+            )?);
+        }
+    }
+    Ok(())
 }
 
 /// The peak learning rate: given, or the default for training from scratch / fine-tuning.
@@ -169,32 +238,77 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     write_atomic(&out.join(TOKENIZER_FILE), prepared.tokenizer_json.as_bytes())?;
     eprintln!("{}", prepared.describe());
     let encoded = prepared.encode_splits()?;
-    let trained = train_suite(
-        &args,
-        &inits,
-        settings.training.learning_rate,
-        &prepared,
-        &encoded,
-        &out,
-        &selected.device,
-    )?;
+    let mut timer = StageTimer::start();
+    let training = TrainingRun {
+        args: &args,
+        inits: &inits,
+        learning_rate: settings.training.learning_rate,
+        prepared: &prepared,
+        encoded: &encoded,
+        out: &out,
+        device: &selected.device,
+    };
+    let trained = train_suite(&training)?;
+    timer.lap("training: the suite");
+    let references = train_references(&training)?;
+    timer.lap("training: the teacher's retrained copies");
     let data = &prepared.data;
     let mut models = evaluate(&trained, &encoded.test, data.label_names.len())?;
-    let attributions = explain_validation(&args, &trained, &prepared, &encoded, &out, selected.workers)?;
+    let reference_accuracy: Vec<f64> = evaluate(&references.copies, &encoded.test, data.label_names.len())?
+        .iter()
+        .map(|r| r.accuracy)
+        .collect();
+    timer.lap("evaluation");
+    let suite_models: Vec<(&str, &astrid::EncoderClassifier)> =
+        trained.iter().map(|t| (t.role.as_str(), &t.model)).collect();
+    let attributions = explain_validation(&args, &suite_models, &prepared, &encoded, &out, selected.workers)?;
+    timer.lap("explanations: the suite");
+    let mut calibration_models = vec![suite_models[0]];
+    calibration_models.extend(references.copies.iter().map(|t| (t.role.as_str(), &t.model)));
+    calibration_models.push((UNTRAINED, &references.untrained));
+    let calibration_rows = explain_validation(&args, &calibration_models, &prepared, &encoded, &out, selected.workers)?;
+    timer.lap("explanations: the teacher's copies and the untrained model");
     compare(
         &mut models,
         &attributions,
         &prepared,
         &encoded,
         args.top_k,
+        args.similarity_positions,
         args.data.seed,
     )?;
+    let calibration = calibrate(
+        &mut models,
+        &attributions[1..].iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        &CalibrationInputs {
+            teacher: &attributions[0],
+            references: references
+                .seeds
+                .iter()
+                .zip(&reference_accuracy)
+                .zip(&calibration_rows[1..calibration_rows.len() - 1])
+                .map(|((&seed, &accuracy), rows)| (seed, accuracy, rows.as_slice()))
+                .collect(),
+            untrained: &calibration_rows[calibration_rows.len() - 1],
+        },
+        args.top_k,
+        args.similarity_positions,
+        args.data.seed,
+    )?;
+    timer.lap("comparison and calibration");
+    measure_faithfulness(&args, &mut models, &suite_models, &attributions, &prepared, &encoded)?;
+    timer.lap("faithfulness, behavioural agreement, baselines");
     let thresholds = Thresholds {
         min_accuracy: args.min_accuracy,
         min_similarity: args.min_similarity,
         top_k: args.top_k,
+        similarity_mode: args.similarity_mode,
+        min_calibrated: args.min_calibrated,
+        min_faithfulness: args.min_faithfulness,
+        min_behavioural: args.min_behavioural,
+        positions: args.similarity_positions,
     };
-    let decision = decide(&mut models, &thresholds);
+    let decision = decide(&mut models, &thresholds, Some(&calibration));
     let results = RunResults {
         format: RESULTS_FORMAT,
         data: DataSummary {
@@ -212,6 +326,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         backend: selected.description.clone(),
         thresholds,
         models,
+        calibration: Some(calibration),
+        stage_seconds: timer.laps,
         recommended: decision.recommended,
         recommendation: decision.explanation,
     };

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use astrid::erasure::Erasure;
+use astrid::schema::{Positions, SimilarityMode};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,8 @@ use crate::explain_cmd::IgArgs;
 pub const MIN_EVALUATION_TEXTS: usize = 10;
 /// Below this many test texts the run warns that its accuracy is rough.
 pub const WARN_EVALUATION_TEXTS: usize = 50;
+/// The most retrained copies of the teacher a run trains.
+pub const MAX_REFERENCE_SEEDS: usize = 10;
 /// The longest sequence the model shapes take (BERT's position table).
 pub const MAX_SEQUENCE_LENGTH: usize = 512;
 
@@ -137,9 +141,37 @@ pub struct RunArgs {
     /// Keep students at or above this mean cosine similarity to the teacher, in [-1, 1].
     #[arg(long, default_value_t = 0.80)]
     pub min_similarity: f64,
-    /// Top-k for the overlap measure (at least 1).
+    /// Top-k for the overlap measure and the behavioural test (at least 1).
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
+    /// Retrain the teacher this many more times (other seeds; same data, split and settings)
+    /// to measure the ceiling: what an equally good model of the same kind agrees with it.
+    /// Each copy costs one teacher training and its explanations; 0 leaves the ceiling (and
+    /// the calibrated score) out.
+    #[arg(long, default_value_t = 2)]
+    pub reference_seeds: usize,
+    /// absolute: students need --min-similarity (the paper's rule); calibrated: they need
+    /// --min-calibrated, where 0 is chance and 1 a retrained teacher (needs --reference-seeds).
+    #[arg(long, default_value = "absolute")]
+    pub similarity_mode: SimilarityMode,
+    /// Calibrated mode: keep students at or above this calibrated score.
+    #[arg(long, default_value_t = 0.80)]
+    pub min_calibrated: f64,
+    /// Also require comprehensiveness (AOPC) at least this far above its random control.
+    #[arg(long)]
+    pub min_faithfulness: Option<f64>,
+    /// Also require behavioural agreement (the student's drop without the teacher's top-k
+    /// tokens over the teacher's own drop) of at least this.
+    #[arg(long)]
+    pub min_behavioural: Option<f64>,
+    /// content: cosine over the real tokens; padded: the paper's cosine over every position
+    /// of the padded sequence, [CLS]/[SEP] included.
+    #[arg(long, default_value = "content")]
+    pub similarity_positions: Positions,
+    /// How faithfulness and the behavioural test take a token out: mask (replace it with
+    /// [MASK]) or delete (remove it; the text gets shorter).
+    #[arg(long, default_value = "mask")]
+    pub erasure: Erasure,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -278,6 +310,32 @@ impl RunArgs {
             )
         });
         p.check(self.top_k >= 1, || format!("--top-k {}: at least 1", self.top_k));
+        p.check(self.reference_seeds <= MAX_REFERENCE_SEEDS, || {
+            format!(
+                "--reference-seeds {}: at most {MAX_REFERENCE_SEEDS} (each one trains the teacher again; 2 gives the ceiling and a check of the teacher)",
+                self.reference_seeds
+            )
+        });
+        p.check(
+            self.similarity_mode != SimilarityMode::Calibrated || self.reference_seeds >= 1,
+            || "--similarity-mode calibrated needs --reference-seeds 1 or more (the ceiling)".to_string(),
+        );
+        p.check(finite_in(self.min_calibrated, -10.0..=10.0), || {
+            format!(
+                "--min-calibrated {}: a calibrated score (0 chance, 1 a retrained teacher; 0.8 is the default)",
+                self.min_calibrated
+            )
+        });
+        if let Some(x) = self.min_faithfulness {
+            p.check(finite_in(x, -1.0..=1.0), || {
+                format!("--min-faithfulness {x}: a difference of probabilities, from -1 to 1")
+            });
+        }
+        if let Some(x) = self.min_behavioural {
+            p.check(finite_in(x, -10.0..=10.0), || {
+                format!("--min-behavioural {x}: a ratio of probability drops (1: as much as the teacher)")
+            });
+        }
         finish(p)
     }
 }
@@ -323,6 +381,10 @@ mod tests {
             "--alpha=-1",
             "--max-length",
             "4",
+            "--reference-seeds",
+            "0",
+            "--similarity-mode",
+            "calibrated",
         ])
         .validate()
         .unwrap_err()
@@ -336,6 +398,7 @@ mod tests {
             "--min-similarity 2",
             "--alpha -1",
             "--max-length 4",
+            "--similarity-mode calibrated needs --reference-seeds",
             "nothing was written",
         ] {
             assert!(err.contains(needle), "{needle} missing from: {err}");
@@ -346,5 +409,11 @@ mod tests {
     fn an_unknown_suite_is_refused_by_the_parser() {
         assert!(Cli::try_parse_from(["run", "--suite", "foo"]).is_err());
         assert_eq!(args(&["--suite", "paper"]).suite, Suite::Paper);
+        assert!(Cli::try_parse_from(["run", "--erasure", "drop"]).is_err());
+        assert_eq!(args(&["--erasure", "delete"]).erasure, Erasure::Delete);
+        assert_eq!(
+            args(&["--similarity-positions", "padded"]).similarity_positions,
+            Positions::Padded
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The training stage: the teacher, then each student (from an `--init` checkpoint, from
 //! the teacher's layers, or from scratch; distilled from the teacher when asked), each saved
-//! as a model directory of the run.
+//! as a model directory of the run; and the references the comparison is calibrated with:
+//! the teacher retrained with other seeds, and an untrained model of its shape.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use astrid::EncoderClassifier;
 use astrid::bundle::{ModelMeta, save_model_dir};
+use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::checkpoints::{CheckpointDir, TrainState};
@@ -26,7 +28,7 @@ pub struct TrainedModel {
 /// Where a role starts from before training (`config` already has the data's classes).
 fn initial_model(
     role: &str,
-    k: usize,
+    seed: u64,
     args: &RunArgs,
     inits: &BTreeMap<String, PathBuf>,
     config: astrid::ModelConfig,
@@ -45,7 +47,7 @@ fn initial_model(
         return Ok(model);
     }
     config.validate()?;
-    device.seed(args.data.seed.wrapping_add(k as u64));
+    device.seed(seed);
     let fresh = config.init(device);
     Ok(match teacher.filter(|_| args.init_from_teacher) {
         Some(teacher) => match fresh.start_from_teacher(teacher) {
@@ -62,16 +64,115 @@ fn initial_model(
     })
 }
 
+fn train_options(args: &RunArgs, learning_rate: f64, seed: u64) -> TrainOptions {
+    TrainOptions {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate,
+        weight_decay: args.weight_decay,
+        warmup_ratio: args.warmup,
+        clip_norm: args.clip,
+        patience: args.patience,
+        seed,
+        distill: None,
+    }
+}
+
+/// What every model trained in a run shares.
+#[derive(Clone, Copy)]
+pub struct TrainingRun<'a> {
+    pub args: &'a RunArgs,
+    pub inits: &'a BTreeMap<String, PathBuf>,
+    pub learning_rate: f64,
+    pub prepared: &'a Prepared,
+    pub encoded: &'a EncodedSplits,
+    pub out: &'a Path,
+    pub device: &'a Device,
+}
+
+/// Seeds of the teacher's retrained copies: far from the suite's (seed + role index).
+pub fn reference_seed(seed: u64, copy: usize) -> u64 {
+    seed.wrapping_add(100 + copy as u64)
+}
+
+/// The seed of the untrained model of the teacher's shape.
+pub fn untrained_seed(seed: u64) -> u64 {
+    seed.wrapping_add(99)
+}
+
+/// What the comparison is calibrated with.
+pub struct References {
+    /// The teacher retrained `--reference-seeds` times: same configuration, starting point,
+    /// data, split and settings; another seed (initialisation, order, dropout).
+    pub copies: Vec<TrainedModel>,
+    /// Their seeds, in that order.
+    pub seeds: Vec<u64>,
+    /// A model of the teacher's shape as initialised, never trained.
+    pub untrained: EncoderClassifier,
+}
+
+/// Trains (or resumes) the teacher's retrained copies, named `reference_1`, `reference_2`, …
+/// (checkpoints only: they are not part of the suite), and builds the untrained model.
+pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
+    let TrainingRun {
+        args,
+        inits,
+        learning_rate,
+        prepared,
+        encoded,
+        out,
+        device,
+    } = *run;
+    let labels = &prepared.data.label_names;
+    let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
+    let Some((teacher_role, mut config)) = models.into_iter().next() else {
+        anyhow::bail!("the suite has no teacher");
+    };
+    config.num_labels = labels.len();
+    let (mut copies, mut seeds) = (Vec::new(), Vec::new());
+    for copy in 1..=args.reference_seeds {
+        let seed = reference_seed(args.data.seed, copy);
+        let name = format!("reference_{copy}");
+        let initial = initial_model(&teacher_role, seed, args, inits, config.clone(), None, device)?;
+        let result = train(
+            &name,
+            initial,
+            &encoded.train,
+            &encoded.validation,
+            None,
+            &train_options(args, learning_rate, seed),
+            device,
+            &CheckpointDir(out.join("checkpoints").join(&name)),
+            args.quiet,
+        )?;
+        seeds.push(seed);
+        copies.push(TrainedModel {
+            role: name,
+            model: result.model,
+            state: result.state,
+        });
+    }
+    config.validate()?;
+    device.seed(untrained_seed(args.data.seed));
+    let untrained = config.init(device).valid();
+    Ok(References {
+        copies,
+        seeds,
+        untrained,
+    })
+}
+
 /// Trains (or, after a kill, resumes) every model of the suite, teacher first.
-pub fn train_suite(
-    args: &RunArgs,
-    inits: &BTreeMap<String, PathBuf>,
-    learning_rate: f64,
-    prepared: &Prepared,
-    encoded: &EncodedSplits,
-    out: &Path,
-    device: &Device,
-) -> anyhow::Result<Vec<TrainedModel>> {
+pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
+    let TrainingRun {
+        args,
+        inits,
+        learning_rate,
+        prepared,
+        encoded,
+        out,
+        device,
+    } = *run;
     let labels = &prepared.data.label_names;
     let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
     let mut trained: Vec<TrainedModel> = Vec::new();
@@ -79,20 +180,14 @@ pub fn train_suite(
     for (k, (role, mut config)) in models.into_iter().enumerate() {
         config.num_labels = labels.len();
         let teacher = trained.first().map(|t| &t.model);
-        let initial = initial_model(&role, k, args, inits, config, teacher, device)?;
+        let seed = args.data.seed.wrapping_add(k as u64);
+        let initial = initial_model(&role, seed, args, inits, config, teacher, device)?;
         let options = TrainOptions {
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            learning_rate,
-            weight_decay: args.weight_decay,
-            warmup_ratio: args.warmup,
-            clip_norm: args.clip,
-            patience: args.patience,
-            seed: args.data.seed.wrapping_add(k as u64),
             distill: (args.distill && k > 0).then_some(Distill {
                 temperature: args.temperature,
                 alpha: args.alpha,
             }),
+            ..train_options(args, learning_rate, seed)
         };
         let checkpoints = CheckpointDir(out.join("checkpoints").join(&role));
         let result = train(

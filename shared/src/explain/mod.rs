@@ -149,6 +149,16 @@ fn baseline_embeddings(
 ) -> Result<Tensor<3>> {
     let replacement = match kind {
         Baseline::Zero => return Ok(words.zeros_like()),
+        Baseline::Uniform => {
+            let table = model.embeddings.word_embeddings.weight.val();
+            let [_, hidden] = table.dims();
+            let mean = table.mean_dim(0).reshape([1, 1, hidden]);
+            let [_, seq, _] = words.dims();
+            let content: Vec<f32> = input.special.iter().map(|&s| if s { 0.0 } else { 1.0 }).collect();
+            let content = Tensor::<3>::from_data(TensorData::new(content, [1, seq, 1]), device);
+            // Special tokens keep their own embedding, as in the [PAD]/[MASK] baselines.
+            return Ok(content.clone() * mean + (content.ones_like() - content) * words.clone());
+        }
         Baseline::Pad => input
             .pad_id
             .ok_or_else(|| Error::invalid("baseline", "pad: the tokenizer has no [PAD] token"))?,
@@ -163,6 +173,39 @@ fn baseline_embeddings(
         .map(|(&id, &special)| if special { id } else { replacement })
         .collect();
     Ok(model.word_embeddings(ids_tensor(&ids, device)))
+}
+
+/// The model's class probabilities for one token sequence (a forward pass, no gradient): what
+/// erasing tokens does to a prediction.
+pub async fn probabilities(model: &EncoderClassifier, ids: &[u32]) -> Result<Vec<f32>> {
+    let special = vec![false; ids.len()];
+    let input = ExplainInput {
+        ids,
+        special: &special,
+        pad_id: None,
+        mask_id: None,
+    };
+    validate(model, &input, &ExplainOptions::default())?;
+    let device = model_device(model);
+    let probs = read_f32(softmax(model.forward(ids_tensor(ids, &device), None), 1)).await?;
+    check_finite(&probs, "probabilities")?;
+    Ok(probs)
+}
+
+/// The model's class probabilities at the baseline IG would start from for `input`: how
+/// far from neutral (the class prior) that reference is for this model.
+pub async fn baseline_probabilities(
+    model: &EncoderClassifier,
+    input: &ExplainInput<'_>,
+    baseline: Baseline,
+) -> Result<Vec<f32>> {
+    validate(model, input, &ExplainOptions::default())?;
+    let device = model_device(model);
+    let words = model.word_embeddings(ids_tensor(input.ids, &device));
+    let at_baseline = baseline_embeddings(model, input, baseline, &words, &device)?;
+    let probs = read_f32(softmax(model.forward_embeds(at_baseline, None), 1)).await?;
+    check_finite(&probs, "probabilities at the baseline")?;
+    Ok(probs)
 }
 
 /// Probability of `target` for each row of a batch of word embeddings: `[batch, 1]`.

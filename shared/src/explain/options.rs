@@ -1,13 +1,9 @@
 //! What an explanation is asked for: the attribution method, IG's rule, steps and baseline,
 //! the class, and how the work is batched; with the names every part of Astrid uses.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use super::Method;
-use crate::error::{Error, Result};
 
 /// What the path of Integrated Gradients starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -20,6 +16,14 @@ pub enum Baseline {
     Pad,
     /// The embedding of [MASK] at every position but the special tokens.
     Mask,
+    /// The mean of the word-embedding table (the expected token) at every position but the
+    /// special tokens: a reference with no word of its own, often closer to neutral for the
+    /// model than zero, [PAD] or [MASK] (the report measures each one's output).
+    Uniform,
+}
+
+impl Baseline {
+    pub const ALL: [Baseline; 4] = [Baseline::Zero, Baseline::Pad, Baseline::Mask, Baseline::Uniform];
 }
 
 /// Which attribution to compute.
@@ -34,35 +38,14 @@ pub enum Attribution {
     GradInput,
 }
 
-macro_rules! named_enum {
-    ($ty:ty, $field:literal, [$(($variant:path, $name:literal)),+]) => {
-        impl $ty {
-            pub fn name(self) -> &'static str {
-                match self { $($variant => $name,)+ }
-            }
-        }
-        impl FromStr for $ty {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($name => Ok($variant),)+
-                    other => Err(Error::invalid($field, format!(
-                        "unknown value '{other}'; use one of {}", [$($name),+].join(", ")))),
-                }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.name()) }
-        }
-    };
-}
 named_enum!(
     Baseline,
     "baseline",
     [
         (Baseline::Zero, "zero"),
         (Baseline::Pad, "pad"),
-        (Baseline::Mask, "mask")
+        (Baseline::Mask, "mask"),
+        (Baseline::Uniform, "uniform")
     ]
 );
 named_enum!(
@@ -133,6 +116,9 @@ impl Default for ExplainOptions {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+    use std::str::FromStr;
+
     use super::*;
 
     /// The names the command line, the page and the files use are one set: serde's.
@@ -149,7 +135,7 @@ mod tests {
             }
         }
         same(&Method::ALL);
-        same(&[Baseline::Zero, Baseline::Pad, Baseline::Mask]);
+        same(&Baseline::ALL);
         same(&[Attribution::Ig, Attribution::Saliency, Attribution::GradInput]);
     }
 }

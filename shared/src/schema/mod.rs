@@ -9,4 +9,7 @@ pub mod results;
 
 pub use bundle::{FileEntry, Manifest, ManifestModel};
 pub use explanation::ExplanationRecord;
-pub use results::{DataSummary, ModelResult, Role, RunResults, TextAttribution, Thresholds};
+pub use results::{
+    Agreements, BaselineOutput, Behaviour, Calibration, DataSummary, Estimate, Faithfulness, ModelResult, Positions,
+    Role, RunResults, SimilarityMode, TextAttribution, Thresholds,
+};

@@ -18,20 +18,79 @@ pub enum Role {
     Student,
 }
 
-/// The decision rule's thresholds, with the paper's defaults.
+/// How a student's attributions are held against the teacher's in the decision rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SimilarityMode {
+    /// The mean cosine itself, against `min_similarity` (the paper's rule).
+    #[default]
+    Absolute,
+    /// Where the mean cosine lies between chance (0) and a retrained teacher (1), against
+    /// `min_calibrated`.
+    Calibrated,
+}
+
+named_enum!(
+    SimilarityMode,
+    "similarity-mode",
+    [
+        (SimilarityMode::Absolute, "absolute"),
+        (SimilarityMode::Calibrated, "calibrated")
+    ]
+);
+
+/// Which positions the cosine similarity runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
+    /// The real tokens only: [CLS], [SEP] and padding left out.
+    #[default]
+    Content,
+    /// The paper's computation: every position of the sequence padded to the maximum length,
+    /// [CLS] and [SEP] included. Padding is masked out of attention, so IG gives it exactly
+    /// zero and it adds nothing to either norm: the cosine over the unpadded sequence with the
+    /// special tokens is that number.
+    Padded,
+}
+
+named_enum!(
+    Positions,
+    "similarity-positions",
+    [(Positions::Content, "content"), (Positions::Padded, "padded")]
+);
+
+/// The decision rule's thresholds, with the paper's defaults, and how similarity is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     /// Students need at least this test accuracy.
     pub min_accuracy: f64,
-    /// ... and at least this mean cosine similarity to the teacher.
+    /// ... and at least this mean cosine similarity to the teacher (absolute mode).
     pub min_similarity: f64,
-    /// k of the top-k overlap measure.
+    /// k of the top-k overlap measure (and of the behavioural test).
     #[serde(default = "default_top_k")]
     pub top_k: usize,
+    #[serde(default)]
+    pub similarity_mode: SimilarityMode,
+    /// Calibrated mode: at least this calibrated score (0 chance, 1 a retrained teacher).
+    #[serde(default = "default_min_calibrated")]
+    pub min_calibrated: f64,
+    /// Optional: at least this comprehensiveness above its random-order control.
+    #[serde(default)]
+    pub min_faithfulness: Option<f64>,
+    /// Optional: at least this behavioural agreement (the student's drop without the
+    /// teacher's top-k tokens over the teacher's).
+    #[serde(default)]
+    pub min_behavioural: Option<f64>,
+    #[serde(default)]
+    pub positions: Positions,
 }
 
 fn default_top_k() -> usize {
     Thresholds::default().top_k
+}
+
+fn default_min_calibrated() -> f64 {
+    Thresholds::default().min_calibrated
 }
 
 impl Default for Thresholds {
@@ -40,8 +99,104 @@ impl Default for Thresholds {
             min_accuracy: 0.70,
             min_similarity: 0.80,
             top_k: 5,
+            similarity_mode: SimilarityMode::Absolute,
+            min_calibrated: 0.80,
+            min_faithfulness: None,
+            min_behavioural: None,
+            positions: Positions::Content,
         }
     }
+}
+
+/// A mean over texts with its 95% bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Estimate {
+    pub mean: f64,
+    pub ci: [f64; 2],
+}
+
+/// How alike two sets of explanations of the same texts are, by every measure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Agreements {
+    pub cosine: Estimate,
+    pub spearman: Estimate,
+    pub top_k_overlap: Estimate,
+    pub word_cosine: Estimate,
+}
+
+/// What the similarity of a student to the teacher is measured against: a retrained
+/// teacher above (ceiling), chance below (floor), and whether the teacher is a reference
+/// worth measuring against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Calibration {
+    /// Seeds of the teacher's retrained copies (same configuration, data and split).
+    pub reference_seeds: Vec<u64>,
+    /// Their test accuracies, in that order.
+    pub reference_accuracy: Vec<f64>,
+    /// The teacher against its retrained copies: what an equally good model of the same kind
+    /// reaches. `None` without copies (`--reference-seeds 0`).
+    pub ceiling: Option<Agreements>,
+    /// The copies with each other (two or more copies): how much the teacher itself stands out.
+    pub between_references: Option<Agreements>,
+    /// The teacher against an untrained model of its shape.
+    pub floor_untrained: Agreements,
+    /// The teacher against its own attributions permuted within each text.
+    pub floor_permuted: Agreements,
+    /// The chance level of the cosine the calibrated score uses: the higher of the two floors.
+    pub floor: f64,
+    /// Why the teacher is not a reliable reference; empty when nothing says so.
+    pub teacher_warnings: Vec<String>,
+}
+
+/// The model's output at a baseline IG could start from, averaged over the explained texts:
+/// a neutral baseline gives about the class prior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BaselineOutput {
+    pub baseline: String,
+    /// Mean probability of each class at that baseline.
+    pub mean_probs: Vec<f64>,
+    /// Total variation distance of `mean_probs` from the class prior (the data's class shares).
+    pub distance_from_prior: f64,
+}
+
+/// ERASER faithfulness of a model's own explanations (AOPC over [`crate::erasure::AOPC_FRACTIONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Faithfulness {
+    pub erasure: crate::erasure::Erasure,
+    /// Drop of the explained class's probability without the top tokens (higher: faithful).
+    pub comprehensiveness: Estimate,
+    /// Drop with only the top tokens kept (lower: they suffice).
+    pub sufficiency: Estimate,
+    /// The same with a random order of the tokens: what an explanation that knows nothing gets.
+    pub random_comprehensiveness: Estimate,
+    pub random_sufficiency: Estimate,
+}
+
+impl Faithfulness {
+    /// Comprehensiveness above its random control.
+    pub fn comprehensiveness_gain(&self) -> f64 {
+        self.comprehensiveness.mean - self.random_comprehensiveness.mean
+    }
+}
+
+/// Does the student rely on the teacher's evidence? Forward passes only.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Behaviour {
+    /// Tokens removed per text.
+    pub k: usize,
+    /// Drop of the student's probability for its prediction when the teacher's top-k tokens
+    /// are removed.
+    pub student_drop: Estimate,
+    /// The teacher's own drop on the same removal.
+    pub teacher_drop: f64,
+    /// `student_drop / teacher_drop` (ratio of the means; paired bootstrap over texts): 1 when
+    /// the student leans on the teacher's evidence as much as the teacher does.
+    pub agreement: Estimate,
+    /// The reverse: the teacher's drop without the student's top-k tokens over the student's own.
+    pub reverse: Estimate,
+    /// The student's drop with k random content tokens removed: the chance level.
+    pub random_drop: Estimate,
 }
 
 /// The data a run used.
@@ -106,6 +261,15 @@ pub struct ModelResult {
     pub similarity_informative_mean: Option<f64>,
     pub similarity_informative_ci: Option<[f64; 2]>,
     pub informative_texts: Option<usize>,
+    /// Where the similarity lies between the floor (0) and the ceiling (1) of the run's
+    /// [`Calibration`], with a paired bootstrap interval over texts.
+    pub calibrated_mean: Option<f64>,
+    pub calibrated_ci: Option<[f64; 2]>,
+    pub faithfulness: Option<Faithfulness>,
+    /// Students only.
+    pub behaviour: Option<Behaviour>,
+    /// Each candidate baseline's output for this model.
+    pub baseline_outputs: Vec<BaselineOutput>,
     pub verdict: String,
 }
 
@@ -126,6 +290,10 @@ pub struct RunResults {
     pub thresholds: Thresholds,
     /// Teacher first.
     pub models: Vec<ModelResult>,
+    pub calibration: Option<Calibration>,
+    /// Seconds each stage of the run took in the invocation that wrote this file (a resumed
+    /// run skips what was done).
+    pub stage_seconds: Vec<(String, f64)>,
     pub recommended: Option<String>,
     pub recommendation: String,
 }
@@ -200,6 +368,12 @@ mod tests {
                     ..ModelResult::default()
                 },
             ],
+            calibration: Some(Calibration {
+                reference_seeds: vec![107],
+                floor: 0.1,
+                ..Calibration::default()
+            }),
+            stage_seconds: vec![("training".into(), 1.5)],
             recommended: Some("s".into()),
             recommendation: "s".into(),
         };
