@@ -234,6 +234,19 @@ fn serve(root: PathBuf) -> Server {
 
 /// Opens the page in Chromium, types `text` and clicks Explain; returns the driver's JSON.
 fn drive(url: &str, text: Option<&str>, webgpu: bool, screenshot: &Path, visits: usize) -> serde_json::Value {
+    drive_with(url, text, webgpu, screenshot, visits, false)
+}
+
+/// [`drive`], then (with `evidence`) clicks "Remove the teacher's top tokens" and waits for
+/// every model's probability without them.
+fn drive_with(
+    url: &str,
+    text: Option<&str>,
+    webgpu: bool,
+    screenshot: &Path,
+    visits: usize,
+    evidence: bool,
+) -> serde_json::Value {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let mut cmd = Command::new("node");
     cmd.arg(root().join("tests/browser/drive.mjs"))
@@ -249,6 +262,9 @@ fn drive(url: &str, text: Option<&str>, webgpu: bool, screenshot: &Path, visits:
     }
     if !webgpu {
         cmd.arg("--no-webgpu");
+    }
+    if evidence {
+        cmd.arg("--evidence");
     }
     let out = cmd
         .output()
@@ -316,6 +332,46 @@ fn check_against_the_trainer(page: &serde_json::Value, backend: &str) {
     }
 }
 
+/// After "Remove the teacher's top tokens": the erased tokens are the teacher's top k by
+/// attribution, and each model reports its probability for its class before (the explained
+/// one) and after.
+fn check_teacher_evidence_removed(page: &serde_json::Value) {
+    let models = page["result"]["models"].as_array().expect("models");
+    let teacher = &models[0];
+    let k = teacher["without_teacher_evidence"]["k"].as_u64().expect("k") as usize;
+    assert!(k >= 1, "{page:#}");
+    let attributions = floats(&teacher["attributions"]);
+    let attributions: Vec<f32> = attributions.iter().map(|&a| a as f32).collect();
+    let special: Vec<bool> = teacher["special"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_bool().unwrap())
+        .collect();
+    let ranking = astrid::erasure::ranked_content(&attributions, &special);
+    let expected: Vec<&str> = ranking[..k]
+        .iter()
+        .map(|&i| teacher["tokens"][i].as_str().unwrap())
+        .collect();
+    for model in models {
+        let e = &model["without_teacher_evidence"];
+        let removed: Vec<&str> = e["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(removed, expected, "{}: the teacher's top {k}", model["name"]);
+        let target = model["target"].as_u64().unwrap() as usize;
+        let before = e["before"].as_f64().unwrap();
+        assert!((before - floats(&model["probs"])[target]).abs() < 1e-6, "{e}");
+        let after = e["after"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&after), "{e}");
+    }
+    let shown = page["evidenceText"].to_string();
+    assert!(shown.contains("without the teacher's top"), "{shown}");
+}
+
 fn page_url(server: &Server) -> String {
     format!(
         "http://127.0.0.1:{}/index.html?models={}&n_steps={STEPS}",
@@ -347,8 +403,16 @@ fn explains_on_webgpu_like_the_trainer() {
 fn explains_on_the_cpu_fallback_like_the_trainer() {
     let server = serve(site("cpu", &bundle().models));
     // Two visits in one browser profile: the second must take the weights from Cache Storage.
-    let page = drive(&page_url(&server), Some(TEXT), false, &output_dir().join("cpu.png"), 2);
+    let page = drive_with(
+        &page_url(&server),
+        Some(TEXT),
+        false,
+        &output_dir().join("cpu.png"),
+        2,
+        true,
+    );
     check_against_the_trainer(&page, "cpu");
+    check_teacher_evidence_removed(&page);
     for model in MODELS {
         let weights = format!("/models/{model}/model.safetensors");
         assert_eq!(server.count(&weights), 1, "{weights} was downloaded again on reload");

@@ -1,8 +1,9 @@
 // Astrid's compute worker: loads the same wasm module as the page and runs the engine
 // (model loading, Integrated Gradients) off the main thread, so the page stays responsive.
 // Protocol: {id, kind, ...} in; {id, ok: true, result} or {id, ok: false, error} out, and
-// for explain, {id, progress: [done, total]} after each batch of interpolation points.
-import init, { initBackend, loadModel, explain } from './pkg/web.js';
+// for explain, {id, progress: [done, total]} after each batch of interpolation points;
+// without: a model's probabilities with some tokens erased.
+import init, { initBackend, loadModel, explain, probabilitiesWithout } from './pkg/web.js';
 
 const ready = init();
 
@@ -46,6 +47,11 @@ async function handle(data) {
       const progress = (done, total) => self.postMessage({ id: data.id, progress: [done, total] });
       const json = await explain(data.name, data.text, data.options, progress);
       return { json, ms: performance.now() - start };
+    }
+    case 'without': {
+      // Forward passes only: the model's probabilities with the given tokens erased.
+      const probs = await probabilitiesWithout(data.name, new Uint32Array(data.ids), new Uint32Array(data.positions), data.erasure);
+      return Array.from(probs);
     }
     default:
       throw new Error(`unknown request ${data.kind}`);

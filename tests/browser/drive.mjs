@@ -3,7 +3,7 @@
 // packages): opens URL, optionally types a text into the text box and clicks "Explain",
 // waits for window.astridResult, saves a screenshot, prints JSON on stdout:
 //   {result, errorText, backendText, console, elapsedS}
-// Usage: node drive.mjs --url URL [--text TEXT] [--click] [--screenshot out.png]
+// Usage: node drive.mjs --url URL [--text TEXT] [--click] [--evidence] [--screenshot out.png]
 //                       [--timeout SEC] [--no-webgpu] [--chrome /usr/bin/chromium] [--visits N]
 // --visits N opens the page N times in the same browser profile (a reload: caches kept) and
 // reports the last visit.
@@ -14,13 +14,14 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const opt = { chrome: '/usr/bin/chromium', timeout: 300, screenshot: null, text: null, click: false, webgpu: true, url: null, visits: 1 };
+const opt = { chrome: '/usr/bin/chromium', timeout: 300, screenshot: null, text: null, click: false, evidence: false, webgpu: true, url: null, visits: 1 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--url') opt.url = argv[++i];
   else if (a === '--text') opt.text = argv[++i];
   else if (a === '--click') opt.click = true;
+  else if (a === '--evidence') opt.evidence = true;
   else if (a === '--screenshot') opt.screenshot = argv[++i];
   else if (a === '--timeout') opt.timeout = +argv[++i];
   else if (a === '--no-webgpu') opt.webgpu = false;
@@ -130,7 +131,20 @@ try {
     if (visit + 1 < opt.visits) out.firstResult = JSON.parse(result);
     else out.lastResultJson = result;
   }
-  const result = out.lastResultJson; delete out.lastResultJson;
+  let result = out.lastResultJson; delete out.lastResultJson;
+  if (opt.evidence) {
+    // "Remove the teacher's top tokens": wait until every model has its drop.
+    await waitFor(`(() => { const b = document.querySelector('#remove-evidence'); return b && !b.disabled; })()`, 'the remove-evidence button');
+    const box = await evaluate(`(() => { const r = document.querySelector('#remove-evidence').getBoundingClientRect(); return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()`);
+    for (const type of ['mousePressed', 'mouseReleased']) {
+      await send('Input.dispatchMouseEvent', { type, x: box.x, y: box.y, button: 'left', clickCount: 1 }, session);
+    }
+    result = await waitFor(`(() => {
+      const r = window.astridResult;
+      return r && r.models && r.models.every(m => m.without_teacher_evidence) ? JSON.stringify(r) : null;
+    })()`, 'each model\'s probability without the teacher\'s top tokens');
+    out.evidenceText = await evaluate(`[...document.querySelectorAll('#results .evidence')].map(e => e.textContent)`);
+  }
   await sleep(300); // let the last render land before the screenshot
   out.result = JSON.parse(result);
   out.errorText = await evaluate(`[...document.querySelectorAll('.error')].map(e => e.textContent).join('\\n') || null`);

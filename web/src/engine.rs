@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use astrid::erasure::{Eraser, Erasure};
 use astrid::explain::ExplainOptions;
 use astrid::schema::ExplanationRecord;
 use astrid::{LoadedModel, ModelFiles};
@@ -105,4 +106,26 @@ pub async fn explain(
         .map_err(js_error)?;
     let record = ExplanationRecord::new(&name, &model.meta.labels, &result, &options);
     serde_json::to_string(&record).map_err(js_error)
+}
+
+/// The class probabilities of the model loaded as `name` for `ids` with the tokens at
+/// `positions` erased (`erasure`: "mask" or "delete"): what a model loses when another
+/// model's evidence is taken away. Forward passes only.
+#[wasm_bindgen(js_name = probabilitiesWithout)]
+pub async fn probabilities_without(
+    name: String,
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    erasure: String,
+) -> Result<Vec<f32>, JsValue> {
+    let model = MODELS
+        .with(|m| m.borrow().get(&name).cloned())
+        .ok_or_else(|| js_error(format!("model '{name}' is not loaded")))?;
+    let erasure: Erasure = erasure.parse().map_err(js_error)?;
+    let eraser = Eraser::new(erasure, model.tokenizer.token_id("[MASK]")).map_err(js_error)?;
+    let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
+    let erased = eraser.without(&ids, &positions);
+    astrid::explain::probabilities(&model.model, &erased)
+        .await
+        .map_err(js_error)
 }

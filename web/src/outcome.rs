@@ -17,6 +17,35 @@ pub struct ModelOutcome {
     pub ms: f64,
     /// Cosine of this model's token attributions with the teacher's (non-special tokens).
     pub similarity_to_teacher: Option<f64>,
+    /// Its probability once the teacher's top tokens are erased, when the visitor asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_teacher_evidence: Option<EvidenceDrop>,
+}
+
+/// What a model's prediction loses when the teacher's top-k tokens are erased from the text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvidenceDrop {
+    pub k: usize,
+    pub erasure: astrid::erasure::Erasure,
+    /// The erased tokens, most important first.
+    pub removed: Vec<String>,
+    /// The model's probability for its explained class, before and after.
+    pub before: f32,
+    pub after: f32,
+}
+
+impl EvidenceDrop {
+    pub fn drop(&self) -> f32 {
+        self.before - self.after
+    }
+}
+
+/// The teacher's `k` most supporting content positions, and their tokens.
+pub fn teacher_evidence(teacher: &ExplanationRecord, k: usize) -> (Vec<usize>, Vec<String>) {
+    let mut positions = astrid::erasure::ranked_content(&teacher.attributions, &teacher.special);
+    positions.truncate(k);
+    let tokens = positions.iter().map(|&i| teacher.tokens[i].clone()).collect();
+    (positions, tokens)
 }
 
 /// `window.astridResult`.
@@ -129,6 +158,7 @@ mod tests {
             },
             ms: 12.5,
             similarity_to_teacher: None,
+            without_teacher_evidence: None,
         }
     }
 
@@ -144,6 +174,15 @@ mod tests {
         assert_eq!(outcomes[0].similarity_to_teacher, None);
         assert!((outcomes[1].similarity_to_teacher.unwrap() - 1.0).abs() < 1e-9);
         assert!((outcomes[2].similarity_to_teacher.unwrap() + 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_teachers_evidence_is_its_most_supporting_real_tokens() {
+        let teacher = outcome("teacher", true, vec![9.0, 1.0, -2.0, 3.0, 9.0]);
+        let (positions, tokens) = teacher_evidence(&teacher.explanation, 2);
+        assert_eq!(positions, vec![3, 1]);
+        assert_eq!(tokens, ["granted", "pet"]);
+        assert_eq!(teacher_evidence(&teacher.explanation, 10).0, vec![3, 1, 2]);
     }
 
     #[test]

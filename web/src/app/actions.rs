@@ -4,14 +4,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use js_sys::{Promise, Reflect, Uint8Array};
+use js_sys::{Promise, Reflect, Uint8Array, Uint32Array};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::deeplink::{DeepLink, PageOptions};
 use crate::download::{buffer_of, fetch_text, fetch_verified, is_cached, js_text};
-use crate::outcome::{ModelOutcome, compare_with_teacher, result_json};
+use crate::outcome::{EvidenceDrop, ModelOutcome, compare_with_teacher, result_json, teacher_evidence};
 use crate::worker_client::{client, field, request};
 use astrid::bundle::{CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use astrid::schema::ExplanationRecord;
@@ -250,6 +250,7 @@ async fn explain_all(state: AppState) -> Result<(String, Vec<ModelOutcome>), Str
             explanation,
             ms: field(&answer, "ms").as_f64().unwrap_or(f64::NAN),
             similarity_to_teacher: None,
+            without_teacher_evidence: None,
         });
         state.outcomes.set(outcomes.clone());
     }
@@ -313,6 +314,90 @@ async fn explain_and_show(state: AppState) {
     }
     state.share_link.set(Some(query));
     state.status.set(String::new());
+}
+
+/// Erases the teacher's top-k tokens (k and the erasure as in the training run) from the
+/// explained text and asks every shown model for its probabilities again: does each one
+/// lose what the teacher loses? Forward passes only.
+async fn remove_teacher_evidence(state: AppState) -> Result<Vec<ModelOutcome>, String> {
+    let mut outcomes = state.outcomes.get_untracked();
+    let teacher = outcomes
+        .iter()
+        .find(|o| o.is_teacher)
+        .map(|o| o.explanation.clone())
+        .ok_or_else(|| "Explain with the teacher first: its top tokens are the ones removed.".to_string())?;
+    let manifest = state
+        .manifest
+        .get_untracked()
+        .ok_or_else(|| "The model bundle has not loaded (see the message above).".to_string())?;
+    let k = manifest.results.thresholds.top_k.max(1);
+    let erasure = manifest
+        .results
+        .models
+        .iter()
+        .find_map(|m| m.faithfulness.map(|f| f.erasure))
+        .unwrap_or_default();
+    let (positions, removed) = teacher_evidence(&teacher, k);
+    let positions: Vec<u32> = positions.into_iter().map(|p| p as u32).collect();
+    let worker = client()?;
+    for outcome in outcomes.iter_mut() {
+        state
+            .status
+            .set(format!("Without the teacher's top {k} tokens: {}…", outcome.name));
+        let fields = [
+            ("name", JsValue::from_str(&outcome.name)),
+            ("ids", Uint32Array::from(&teacher.input_ids[..]).into()),
+            ("positions", Uint32Array::from(&positions[..]).into()),
+            ("erasure", JsValue::from_str(erasure.name())),
+        ];
+        let answer = worker
+            .call(&request("without", &fields), &[])
+            .await
+            .map_err(|e| format!("{}: {e}", outcome.name))?;
+        let probs: Vec<f32> = js_sys::Array::from(&answer)
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
+            .collect();
+        outcome.without_teacher_evidence = Some(EvidenceDrop {
+            k: positions.len(),
+            erasure,
+            removed: removed.clone(),
+            before: outcome.probability(),
+            after: probs.get(outcome.explanation.target).copied().unwrap_or(f32::NAN),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// "Remove the teacher's top-k tokens" as a Leptos action.
+#[derive(Clone, Copy)]
+pub(crate) struct EvidenceAction(pub(crate) Action<(), ()>);
+
+impl EvidenceAction {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self(Action::new_local(move |_: &()| async move {
+            state.error.set(None);
+            match remove_teacher_evidence(state).await {
+                Ok(outcomes) => {
+                    let backend = state.backend.get_untracked().map_or("cpu", |b| b.kind.name());
+                    set_window_result(&result_json(backend, &outcomes));
+                    state.outcomes.set(outcomes);
+                }
+                Err(error) => state.error.set(Some(error)),
+            }
+            state.status.set(String::new());
+        }))
+    }
+
+    pub(crate) fn busy(self) -> bool {
+        self.0.pending().get()
+    }
+
+    pub(crate) fn run(self) {
+        if !self.0.pending().get_untracked() {
+            self.0.dispatch(());
+        }
+    }
 }
 
 pub(crate) fn read_link() -> (DeepLink, Vec<String>) {

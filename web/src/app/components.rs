@@ -5,7 +5,7 @@ use astrid::format::{self, optional};
 use astrid::heat::{colour, row_scale};
 use leptos::prelude::*;
 
-use super::actions::ExplainAction;
+use super::actions::{EvidenceAction, ExplainAction};
 use super::state;
 use super::state::BackendKind;
 use crate::deeplink::MAX_STEPS;
@@ -199,7 +199,7 @@ pub(crate) fn OptionsForm() -> impl IntoView {
         Method::RiemannLeft,
         Method::RiemannRight,
     ];
-    let baselines = [Baseline::Zero, Baseline::Pad, Baseline::Mask];
+    let baselines = Baseline::ALL;
     view! {
         <div class="options">
             <label>"Steps "
@@ -308,12 +308,24 @@ pub(crate) fn ResultsView() -> impl IntoView {
                 } else {
                     optional(o.similarity_to_teacher, 3)
                 };
+                let evidence = o.without_teacher_evidence.as_ref().map(|e| {
+                    view! {
+                        <span class="evidence">{format!(
+                            "without the teacher's top {}: {:.1}% → {:.1}% (drop {:+.1} points)",
+                            e.k,
+                            100.0 * e.before,
+                            100.0 * e.after,
+                            100.0 * e.drop()
+                        )}</span>
+                    }
+                });
                 view! {
                     <div class="row" data-model=o.name.clone()>
                         <div class="row-head">
                             <span class="model-name">{o.name.clone()}</span>
                             <span>{format!("predicts {} ({:.1}%)", o.label(), 100.0 * o.probability())}</span>
                             <span>{format!("cosine to teacher: {similarity}")}</span>
+                            {evidence}
                             <span class="muted">{format!("convergence δ {}", o.explanation.convergence_delta.map_or("—".into(), |d| format!("{d:+.2e}")))}</span>
                             <span class="muted">{format!("{:.0} ms", o.ms)}</span>
                         </div>
@@ -322,9 +334,25 @@ pub(crate) fn ResultsView() -> impl IntoView {
                 }
             })
             .collect_view();
+        let evidence = expect_context::<EvidenceAction>();
+        let has_teacher = state.outcomes.get().iter().any(|o| o.is_teacher);
+        let removed = state
+            .outcomes
+            .get()
+            .iter()
+            .find_map(|o| o.without_teacher_evidence.as_ref().map(|e| e.removed.join(" ")));
         Some(view! {
             <section class="panel" id="results">
                 <h2>"Attributions"</h2>
+                <div class="actions">
+                    <button id="remove-evidence" disabled=move || !has_teacher || evidence.busy() on:click=move |_| evidence.run()>
+                        "Remove the teacher's top tokens"
+                    </button>
+                    <span class="muted">{removed.map_or(
+                        "Does each model lose what the teacher loses when the teacher's most important tokens are erased? (forward passes only)".to_string(),
+                        |r| format!("removed: {r}"),
+                    )}</span>
+                </div>
                 <div class="legend">
                     <span class="swatch" style=format!("background:{}", colour(-1.0, 1.0))></span>" against the predicted class "
                     <span class="swatch" style=format!("background:{}", colour(1.0, 1.0))></span>" for it "
@@ -362,6 +390,10 @@ pub(crate) fn Leaderboard() -> impl IntoView {
                         <td>{format!("{:.3}", r.accuracy)}</td>
                         <td>{format!("{:.3}", r.f1)}</td>
                         <td>{format!("{}{ci}", optional(r.similarity_mean, 3))}</td>
+                        <td>{match (r.calibrated_mean, r.calibrated_ci) {
+                            (Some(m), Some([lo, hi])) => format!("{m:.2} [{lo:.2}, {hi:.2}]"),
+                            _ => "—".to_string(),
+                        }}</td>
                         <td>{optional(r.spearman_mean, 3)}</td>
                         <td>{r.verdict.clone()}</td>
                     </tr>
@@ -372,16 +404,33 @@ pub(crate) fn Leaderboard() -> impl IntoView {
             Some(name) => format!("Recommended: {name}"),
             None => results.recommendation.clone(),
         };
+        let calibration = results.calibration.clone().map(|c| {
+            let ceiling = c.ceiling.map_or(
+                "no ceiling (the run retrained no copy of the teacher)".to_string(),
+                |x| format!(
+                    "ceiling {:.3} [{:.3}, {:.3}] (the teacher against its copies retrained with other seeds)",
+                    x.cosine.mean, x.cosine.ci[0], x.cosine.ci[1]
+                ),
+            );
+            let warnings = c.teacher_warnings.into_iter().map(|w| view! { <li>{w}</li> }).collect_view();
+            view! {
+                <p class="calibration" id="calibration">{format!("Similarity for this task: {ceiling}; chance {:.3}.", c.floor)}</p>
+                <ul class="warnings">{warnings}</ul>
+            }
+        });
         Some(view! {
             <section class="panel" id="leaderboard">
                 <h2>"Leaderboard (from the training run)"</h2>
                 <table>
                     <thead><tr>
                         <th>"model"</th><th>"layers×hidden"</th><th>"params"</th><th>"test acc"</th>
-                        <th>"macro-F1"</th><th>"similarity to teacher (95% CI)"</th><th>"Spearman"</th><th>"verdict"</th>
+                        <th>"macro-F1"</th><th>"similarity to teacher (95% CI)"</th>
+                        <th title="0: chance; 1: as close as the teacher retrained with another seed">"calibrated (95% CI)"</th>
+                        <th>"Spearman"</th><th>"verdict"</th>
                     </tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
+                {calibration}
                 <p class="recommendation">{verdict}</p>
             </section>
         })

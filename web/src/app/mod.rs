@@ -13,7 +13,7 @@ use leptos::task::spawn_local;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use actions::{ExplainAction, ensure_backend, fetch_manifest, read_link, show_bundle};
+use actions::{EvidenceAction, ExplainAction, ensure_backend, fetch_manifest, read_link, show_bundle};
 use components::*;
 use state::{AppState, now_ms};
 
@@ -56,6 +56,7 @@ fn App() -> impl IntoView {
     provide_context(state);
     let explain = ExplainAction::new(state);
     provide_context(explain);
+    provide_context(EvidenceAction::new(state));
     // A clock for the elapsed time shown while a run is going.
     let _ = set_interval_with_handle(move || state.now.set(now_ms()), std::time::Duration::from_millis(250));
     spawn_local(async move {
