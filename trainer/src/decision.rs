@@ -46,9 +46,12 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration:
             }
         }
         if let Some(min) = thresholds.min_behavioural {
-            match r.behaviour.map(|b| b.agreement.mean) {
-                Some(a) if a >= min => {}
-                Some(a) => reasons.push(format!("behavioural agreement {a:.2} < {min}")),
+            match r.behaviour.map(|b| b.agreement.map(|a| a.mean)) {
+                Some(Some(a)) if a >= min => {}
+                Some(Some(a)) => reasons.push(format!("behavioural agreement {a:.2} < {min}")),
+                Some(None) => {
+                    reasons.push("no behavioural agreement (the teacher's top tokens barely matter to it)".into())
+                }
                 None => reasons.push("behavioural agreement not measured".into()),
             }
         }

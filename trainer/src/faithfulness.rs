@@ -7,6 +7,7 @@
 use anyhow::Context;
 use astrid::EncoderClassifier;
 use astrid::erasure::{Aopc, Eraser, ranked_content};
+use astrid::schema::results::MIN_DROP;
 use astrid::schema::{Behaviour, Estimate, Faithfulness, TextAttribution};
 
 use crate::data::split::SplitMix64;
@@ -108,8 +109,13 @@ fn drops(
         .collect())
 }
 
-/// A ratio of two means with its paired bootstrap interval (`NaN` where the denominator is 0).
-fn ratio(numerator: &[f64], denominator: &[f64], seed: u64) -> Estimate {
+/// A ratio of two means with its paired bootstrap interval; `None` when the denominator's
+/// mean is below [`MIN_DROP`] (nothing to compare with).
+fn ratio(numerator: &[f64], denominator: &[f64], seed: u64) -> Option<Estimate> {
+    let all: Vec<usize> = (0..denominator.len()).collect();
+    if mean_at(denominator, &all) < MIN_DROP {
+        return None;
+    }
     paired_bootstrap(numerator.len(), seed, |s| {
         let d = mean_at(denominator, s);
         if d.abs() < 1e-12 {
@@ -117,10 +123,6 @@ fn ratio(numerator: &[f64], denominator: &[f64], seed: u64) -> Estimate {
         } else {
             mean_at(numerator, s) / d
         }
-    })
-    .unwrap_or(Estimate {
-        mean: f64::NAN,
-        ci: [f64::NAN, f64::NAN],
     })
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use astrid::files::write_atomic;
 use astrid::format::{self, optional};
 use astrid::heat::{colour, row_scale};
-use astrid::schema::results::MIN_SIGNAL;
+use astrid::schema::results::{MIN_DROP, MIN_SIGNAL};
 use astrid::schema::{
     Agreements, Calibration, Estimate, ModelResult, Role, RunResults, SimilarityMode, TextAttribution,
 };
@@ -355,6 +355,7 @@ fn calibration_md(run: &RunResults, c: &Calibration) -> String {
             run.thresholds.min_similarity, ceiling.cosine.mean
         );
     }
+    md.push('\n');
     md
 }
 
@@ -369,7 +370,7 @@ fn faithfulness_md(run: &RunResults) -> String {
         "\n## Faithfulness\n\nDoes each model's explanation find what its own prediction rests on? ERASER (DeYoung et al., 2020): \
          comprehensiveness is the drop of the explained class's probability with the top 1, 5, 10, 20 and 50% of the \
          content tokens by attribution removed (averaged: AOPC; higher is more faithful), sufficiency the drop with only them \
-         kept (lower is better). Tokens are {} . Beside each, the same with a random order of the tokens.\n\n| model | \
+         kept (lower is better). Tokens are {}. Beside each, the same with a random order of the tokens.\n\n| model | \
          comprehensiveness | random order | above random | sufficiency | random order |\n|---|---|---|---|---|---|",
         match erasure {
             astrid::erasure::Erasure::Mask => "replaced by [MASK] (--erasure mask)",
@@ -411,8 +412,12 @@ fn faithfulness_md(run: &RunResults) -> String {
             r.name,
             est(&b.student_drop),
             b.teacher_drop,
-            est(&b.agreement),
-            est(&b.reverse),
+            b.agreement
+                .as_ref()
+                .map_or(format!("— (teacher's drop < {MIN_DROP})"), est),
+            b.reverse
+                .as_ref()
+                .map_or(format!("— (student's drop < {MIN_DROP})"), est),
             est(&b.random_drop)
         );
     }

@@ -191,10 +191,12 @@ pub struct Behaviour {
     /// The teacher's own drop on the same removal.
     pub teacher_drop: f64,
     /// `student_drop / teacher_drop` (ratio of the means; paired bootstrap over texts): 1 when
-    /// the student leans on the teacher's evidence as much as the teacher does.
-    pub agreement: Estimate,
-    /// The reverse: the teacher's drop without the student's top-k tokens over the student's own.
-    pub reverse: Estimate,
+    /// the student leans on the teacher's evidence as much as the teacher does. `None` when the
+    /// teacher's own drop is below [`MIN_DROP`]: then there is no evidence to share.
+    pub agreement: Option<Estimate>,
+    /// The reverse: the teacher's drop without the student's top-k tokens over the student's own
+    /// (`None` when that is below [`MIN_DROP`]).
+    pub reverse: Option<Estimate>,
     /// The student's drop with k random content tokens removed: the chance level.
     pub random_drop: Estimate,
 }
@@ -272,6 +274,10 @@ pub struct ModelResult {
     pub baseline_outputs: Vec<BaselineOutput>,
     pub verdict: String,
 }
+
+/// Below this mean drop of probability, removing a model's top tokens changes nothing worth
+/// dividing by: behavioural agreement is not computed.
+pub const MIN_DROP: f64 = 0.01;
 
 /// Below this |F(input) − F(baseline)| IG has almost nothing to distribute, and the direction
 /// of the attribution vector is dominated by noise: such a text is not "informative".
