@@ -123,6 +123,7 @@ pub fn calibrate(
         }
     }
     let teacher_warnings = check_teacher(results, inputs, ceiling.as_ref(), between_references.as_ref(), floor);
+    let ceiling_warnings = check_copies(results, inputs);
     Ok(Calibration {
         reference_seeds: inputs.references.iter().map(|(s, _, _)| *s).collect(),
         reference_accuracy: inputs.references.iter().map(|(_, a, _)| *a).collect(),
@@ -132,7 +133,31 @@ pub fn calibrate(
         floor_permuted,
         floor,
         teacher_warnings,
+        ceiling_warnings,
     })
+}
+
+/// Copies clearly less accurate than the teacher are not "equally good models": agreement
+/// with them understates what an equally good model reaches.
+fn check_copies(results: &[ModelResult], inputs: &CalibrationInputs) -> Vec<String> {
+    let Some(teacher) = results.iter().find(|r| r.role == Role::Teacher) else {
+        return Vec::new();
+    };
+    inputs
+        .references
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, accuracy, _))| *accuracy < teacher.accuracy - ACCURACY_TOLERANCE)
+        .map(|(i, (seed, accuracy, _))| {
+            format!(
+                "copy {} (seed {seed}) reaches test accuracy {accuracy:.3} against the teacher's {:.3}: not an equally good model \
+                 (on the embedded default, a copy can take the planted shortcut), so the ceiling is lower than equally good \
+                 models would give and calibrated scores above 1 are to be expected",
+                i + 1,
+                teacher.accuracy
+            )
+        })
+        .collect()
 }
 
 /// (student − floor) / (ceiling − floor) of the means over a sample of texts, the floor being
@@ -232,6 +257,26 @@ mod tests {
             ..per_text(0.6, 0.1, 0.2, 12)
         };
         assert_eq!(calibrated_score(&[0.5; 12], &none, 1), None);
+    }
+
+    #[test]
+    fn a_copy_clearly_worse_than_the_teacher_is_named() {
+        let results = vec![ModelResult {
+            role: Role::Teacher,
+            accuracy: 0.95,
+            ..ModelResult::default()
+        }];
+        let inputs = CalibrationInputs {
+            teacher: &[],
+            references: vec![(108, 0.78, &[]), (109, 0.93, &[])],
+            untrained: &[],
+        };
+        let warnings = check_copies(&results, &inputs);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("copy 1 (seed 108) reaches test accuracy 0.780"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

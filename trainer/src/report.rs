@@ -326,6 +326,9 @@ fn calibration_md(run: &RunResults, c: &Calibration) -> String {
         "teacher vs its attributions shuffled (floor)",
         &c.floor_permuted,
     ));
+    for w in &c.ceiling_warnings {
+        let _ = writeln!(md, "\n**About the ceiling**: {w}.");
+    }
     let _ = writeln!(
         md,
         "\nCalibrated similarity = (similarity − floor) / (ceiling − floor), with floor the higher chance level ({:.3}): 1 is as \

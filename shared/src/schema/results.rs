@@ -147,6 +147,9 @@ pub struct Calibration {
     pub floor: f64,
     /// Why the teacher is not a reliable reference; empty when nothing says so.
     pub teacher_warnings: Vec<String>,
+    /// Why the ceiling measures less than "equally good models" would (a copy clearly worse
+    /// than the teacher); empty when nothing says so.
+    pub ceiling_warnings: Vec<String>,
 }
 
 /// The model's output at a baseline IG could start from, averaged over the explained texts:

@@ -412,7 +412,13 @@ pub(crate) fn Leaderboard() -> impl IntoView {
                     x.cosine.mean, x.cosine.ci[0], x.cosine.ci[1]
                 ),
             );
-            let warnings = c.teacher_warnings.into_iter().map(|w| view! { <li>{w}</li> }).collect_view();
+            let warnings = c
+                .teacher_warnings
+                .into_iter()
+                .map(|w| format!("The reference is unreliable: {w}."))
+                .chain(c.ceiling_warnings.into_iter().map(|w| format!("About the ceiling: {w}.")))
+                .map(|w| view! { <li>{w}</li> })
+                .collect_view();
             view! {
                 <p class="calibration" id="calibration">{format!("Similarity for this task: {ceiling}; chance {:.3}.", c.floor)}</p>
                 <ul class="warnings">{warnings}</ul>
