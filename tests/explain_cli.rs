@@ -54,6 +54,26 @@ fn every_option_is_accepted_and_reported() {
     let base = trainer_json(&["explain", "--model", m, "--text", text, "--json"]);
     assert_eq!(base["options"]["n_steps"], 50);
     assert_eq!(base["options"]["method"], "gausslegendre");
+    assert_eq!(base["gradient_evaluations"], 50);
+    // Adaptive IG: whole 15-point panels, the delta within the tolerance, the fixed rule's
+    // attributions.
+    let adaptive = trainer_json(&[
+        "explain",
+        "--model",
+        m,
+        "--text",
+        text,
+        "--json",
+        "--method",
+        "adaptive",
+        "--tolerance",
+        "1e-5",
+    ]);
+    let evaluations = adaptive["gradient_evaluations"].as_u64().unwrap();
+    assert!(evaluations >= 15 && evaluations % 15 == 0, "{evaluations}");
+    assert!(adaptive["convergence_delta"].as_f64().unwrap().abs() <= 1e-5 + 1e-7);
+    assert!(cosine(&floats(&adaptive["attributions"]), &floats(&base["attributions"])) > 0.9999);
+    assert_eq!(adaptive["options"]["tolerance"], 1e-5);
     let chunked = trainer_json(&[
         "explain",
         "--model",
@@ -65,7 +85,7 @@ fn every_option_is_accepted_and_reported() {
         "7",
     ]);
     assert!(max_rel_diff(&floats(&chunked["attributions"]), &floats(&base["attributions"])) < 1e-5);
-    for baseline in ["pad", "mask"] {
+    for baseline in ["pad", "mask", "uniform"] {
         let r = trainer_json(&[
             "explain",
             "--model",
@@ -113,7 +133,7 @@ fn every_option_is_accepted_and_reported() {
 fn bad_input_gets_a_clear_error() {
     let model = fixture("tiny_bert");
     let m = model.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["explain", "--model", "no/such/dir", "--text", "x"], "no/such/dir"),
         (&["explain", "--model", m, "--text", "   "], "empty"),
         (
@@ -125,6 +145,34 @@ fn bad_input_gets_a_clear_error() {
             "zero, pad, mask",
         ),
         (&["explain", "--model", m, "--text", "x", "--target", "5"], "target"),
+        (
+            &[
+                "explain",
+                "--model",
+                m,
+                "--text",
+                "x",
+                "--method",
+                "adaptive",
+                "--max-steps",
+                "10",
+            ],
+            "--max-steps 10",
+        ),
+        (
+            &[
+                "explain",
+                "--model",
+                m,
+                "--text",
+                "x",
+                "--method",
+                "adaptive",
+                "--tolerance",
+                "0",
+            ],
+            "--tolerance 0",
+        ),
         (
             &["explain", "--model", m, "--text", "x", "--backend", "tpu"],
             "possible values: cpu, wgpu",

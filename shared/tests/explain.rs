@@ -390,3 +390,58 @@ fn progress_is_reported_after_each_batch_of_points() {
     // Two workers on the CPU report once at the end; one reports 4, 8, 10.
     assert!(seen == [(4, 10), (8, 10), (10, 10)] || seen == [(10, 10)], "{seen:?}");
 }
+
+/// Adaptive IG meets its tolerance on the convergence delta, agrees with a fine fixed rule, and
+/// reports the gradients it used (whole Gauss-Kronrod panels).
+#[test]
+fn adaptive_ig_meets_its_tolerance_and_matches_a_fine_fixed_rule() {
+    let device = Device::flex();
+    let model = tiny_model(&device);
+    let fine = block_on(explain(
+        &model,
+        &input(),
+        &ExplainOptions {
+            n_steps: 400,
+            ..ExplainOptions::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(fine.gradient_evaluations, 400);
+    for tolerance in [1e-3, 1e-6] {
+        let adaptive = block_on(explain(
+            &model,
+            &input(),
+            &ExplainOptions {
+                method: Method::Adaptive,
+                tolerance,
+                internal_batch_size: Some(7),
+                ..ExplainOptions::default()
+            },
+        ))
+        .unwrap();
+        let delta = adaptive.convergence_delta.unwrap().abs() as f64;
+        assert!(delta <= tolerance + 1e-6, "{tolerance}: delta {delta}");
+        assert_eq!(
+            adaptive.gradient_evaluations % astrid::explain::adaptive::PANEL_POINTS,
+            0
+        );
+        assert!(adaptive.gradient_evaluations >= 15);
+        assert_close(
+            &adaptive.attributions,
+            &fine.attributions,
+            1e-4,
+            "adaptive vs 400 Gauss-Legendre steps",
+        );
+    }
+    let err = block_on(explain(
+        &model,
+        &input(),
+        &ExplainOptions {
+            method: Method::Adaptive,
+            max_steps: 10,
+            ..ExplainOptions::default()
+        },
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("max-steps"), "{err}");
+}

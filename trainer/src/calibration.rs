@@ -292,6 +292,7 @@ mod tests {
             label: 0,
             f_input: None,
             f_baseline: None,
+            gradient_evaluations: None,
         };
         let p = permuted(&row, &mut SplitMix64::new(3));
         assert_eq!((p[0], p[4]), (9.0, 8.0));

@@ -231,6 +231,7 @@ mod tests {
             label: target,
             f_input: Some(f_input),
             f_baseline: Some(f_baseline),
+            gradient_evaluations: None,
         }
     }
 

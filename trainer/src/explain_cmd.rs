@@ -19,9 +19,17 @@ pub struct IgArgs {
     /// Interpolation steps of Integrated Gradients.
     #[arg(long, default_value_t = 50)]
     pub n_steps: usize,
-    /// Integration rule: gausslegendre, riemann_left, riemann_right, riemann_middle, riemann_trapezoid.
+    /// Integration rule: gausslegendre, riemann_left, riemann_right, riemann_middle,
+    /// riemann_trapezoid (Captum's, fixed --n-steps), or adaptive (Gauss-Kronrod panels refined
+    /// until --tolerance is met, at most --max-steps gradients).
     #[arg(long, default_value = "gausslegendre")]
     pub method: Method,
+    /// Adaptive IG: the largest |convergence delta| and error estimate accepted.
+    #[arg(long, default_value_t = astrid::explain::DEFAULT_TOLERANCE)]
+    pub tolerance: f64,
+    /// Adaptive IG: the most gradient evaluations per text (15 to 10,000).
+    #[arg(long, default_value_t = astrid::explain::DEFAULT_MAX_STEPS)]
+    pub max_steps: usize,
     /// Where the path starts: zero, pad, mask or uniform (the mean word embedding); [CLS]/[SEP]
     /// are kept for all but zero.
     #[arg(long, default_value = "zero")]
@@ -43,6 +51,21 @@ impl IgArgs {
         } else if self.method != Method::GaussLegendre && self.n_steps < 2 {
             problems.push(format!("--n-steps {}: {} needs at least 2", self.n_steps, self.method));
         }
+        if self.method == Method::Adaptive {
+            if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
+                problems.push(format!(
+                    "--tolerance {}: a positive number (1e-4 is the default)",
+                    self.tolerance
+                ));
+            }
+            if !(astrid::explain::adaptive::PANEL_POINTS..=MAX_N_STEPS).contains(&self.max_steps) {
+                problems.push(format!(
+                    "--max-steps {}: use {} (one Gauss-Kronrod panel) to {MAX_N_STEPS}",
+                    self.max_steps,
+                    astrid::explain::adaptive::PANEL_POINTS
+                ));
+            }
+        }
         if self.internal_batch_size == Some(0) {
             problems.push("--internal-batch-size 0: use at least 1 point per pass".to_string());
         }
@@ -59,6 +82,8 @@ impl IgArgs {
             internal_batch_size: self.internal_batch_size,
             target,
             workers,
+            tolerance: self.tolerance,
+            max_steps: self.max_steps,
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn explain_validation(
                 label: val_set.labels[j],
                 f_input: e.f_input,
                 f_baseline: e.f_baseline,
+                gradient_evaluations: Some(e.gradient_evaluations),
             });
             bar.inc(1);
         }

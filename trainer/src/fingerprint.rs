@@ -127,6 +127,11 @@ pub struct ExplanationSettings {
     pub method: Method,
     pub baseline: Baseline,
     pub target: TargetChoice,
+    /// Adaptive IG only: its tolerance and budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
 }
 
 /// Keys compared by [`differences`] are every leaf but these (shown for information).
@@ -245,6 +250,8 @@ mod tests {
                 method: Method::GaussLegendre,
                 baseline: Baseline::Zero,
                 target: TargetChoice::Model,
+                tolerance: None,
+                max_steps: None,
             },
         }
     }

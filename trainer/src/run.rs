@@ -14,6 +14,7 @@ use astrid::schema::results::{RESULTS_FILE, RESULTS_FORMAT};
 use astrid::schema::{DataSummary, RunResults, Thresholds};
 
 use astrid::erasure::Eraser;
+use astrid::explain::Method;
 
 use crate::baselines::baseline_outputs;
 use crate::calibration::{CalibrationInputs, calibrate};
@@ -99,6 +100,8 @@ fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String
             method: args.ig.method,
             baseline: args.ig.baseline,
             target: args.target,
+            tolerance: (args.ig.method == Method::Adaptive).then_some(args.ig.tolerance),
+            max_steps: (args.ig.method == Method::Adaptive).then_some(args.ig.max_steps),
         },
     }
 }

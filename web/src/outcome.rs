@@ -154,6 +154,7 @@ mod tests {
                 convergence_delta: Some(1e-4),
                 f_input: Some(0.75),
                 f_baseline: Some(0.5),
+                gradient_evaluations: 50,
                 options: astrid::ExplainOptions::default(),
             },
             ms: 12.5,

@@ -4,6 +4,7 @@
 //! Everything that reads a tensor back is `async` so the same code serves WebGPU in the
 //! browser (where readback must be awaited); natively, drive it with any executor.
 
+pub mod adaptive;
 mod options;
 mod quadrature;
 
@@ -13,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::EncoderClassifier;
-pub use options::{Attribution, Baseline, DEFAULT_POINTS_IN_FLIGHT, ExplainOptions, MAX_N_STEPS};
+pub use options::{
+    Attribution, Baseline, DEFAULT_MAX_STEPS, DEFAULT_POINTS_IN_FLIGHT, DEFAULT_TOLERANCE, ExplainOptions, MAX_N_STEPS,
+};
 pub use quadrature::{Method, gauss_legendre, nodes};
 
 /// One tokenized input to explain.
@@ -39,6 +42,10 @@ pub struct Explanation {
     /// IG only: F(input) and F(baseline), the target probability at both ends of the path.
     pub f_input: Option<f32>,
     pub f_baseline: Option<f32>,
+    /// Gradients computed: the steps of a fixed rule, as many as adaptive IG needed, 1 for
+    /// saliency and gradient × input.
+    #[serde(default)]
+    pub gradient_evaluations: usize,
 }
 
 /// Reads a tensor back to the host; awaits, so it works on WebGPU in the browser.
@@ -102,6 +109,24 @@ fn validate(model: &EncoderClassifier, input: &ExplainInput, options: &ExplainOp
     }
     if options.internal_batch_size == Some(0) {
         return Err(Error::invalid("internal-batch-size", "must be at least 1"));
+    }
+    if options.attribution == Attribution::Ig && options.method == Method::Adaptive {
+        if !(options.tolerance.is_finite() && options.tolerance > 0.0) {
+            return Err(Error::invalid(
+                "tolerance",
+                format!("{} is not a positive number (1e-4 is the default)", options.tolerance),
+            ));
+        }
+        if !(adaptive::PANEL_POINTS..=MAX_N_STEPS).contains(&options.max_steps) {
+            return Err(Error::invalid(
+                "max-steps",
+                format!(
+                    "{} is out of range; use {} (one Gauss-Kronrod panel) to {MAX_N_STEPS}",
+                    options.max_steps,
+                    adaptive::PANEL_POINTS
+                ),
+            ));
+        }
     }
     if options.attribution == Attribution::Ig && !(1..=MAX_N_STEPS).contains(&options.n_steps) {
         return Err(Error::invalid(
@@ -262,6 +287,7 @@ pub async fn explain_with_progress(
                 convergence_delta: None,
                 f_input: None,
                 f_baseline: None,
+                gradient_evaluations: 1,
             })
         }
     }
@@ -279,22 +305,27 @@ async fn integrated_gradients(
     let device = &model_device(model);
     let baseline = baseline_embeddings(model, input, options.baseline, &words, device)?;
     let f_baseline = read_f32(target_probability(model, baseline.clone(), target)).await?[0];
-    let quadrature = Quadrature {
-        method: options.method,
-        n_steps: options.n_steps,
-        chunk: options.internal_batch_size,
-        workers: options.workers,
-    };
-    let per_dim = integrate_path(
-        |points| target_probability(model, points, target),
-        words,
-        baseline,
-        quadrature,
-        progress,
-    )?;
-    let attributions = read_f32(per_dim.sum_dim(2).reshape([-1])).await?;
-    check_finite(&attributions, "attributions")?;
     let f_input = probs[target];
+    let (attributions, gradient_evaluations) = if options.method == Method::Adaptive {
+        let f = |points: Tensor<3>| target_probability(model, points, target);
+        integrate_adaptive(&f, words, baseline, options, (f_input - f_baseline) as f64, progress).await?
+    } else {
+        let quadrature = Quadrature {
+            method: options.method,
+            n_steps: options.n_steps,
+            chunk: options.internal_batch_size,
+            workers: options.workers,
+        };
+        let per_dim = integrate_path(
+            |points| target_probability(model, points, target),
+            words,
+            baseline,
+            quadrature,
+            progress,
+        )?;
+        (read_f32(per_dim.sum_dim(2).reshape([-1])).await?, options.n_steps)
+    };
+    check_finite(&attributions, "attributions")?;
     let total: f64 = attributions.iter().map(|&a| a as f64).sum();
     Ok(Explanation {
         convergence_delta: Some((total - (f_input as f64 - f_baseline as f64)) as f32),
@@ -303,7 +334,79 @@ async fn integrated_gradients(
         probs,
         f_input: Some(f_input),
         f_baseline: Some(f_baseline),
+        gradient_evaluations,
     })
+}
+
+/// Adaptive IG ([`adaptive`]): Gauss–Kronrod panels, the worst one halved until
+/// |convergence delta| and the error estimate are within `options.tolerance` or
+/// `options.max_steps` gradients are spent. Returns the per-token attributions and the
+/// gradients computed.
+async fn integrate_adaptive(
+    f: &(impl Fn(Tensor<3>) -> Tensor<2> + Sync),
+    input: Tensor<3>,
+    baseline: Tensor<3>,
+    options: &ExplainOptions,
+    target: f64,
+    progress: Progress<'_>,
+) -> Result<(Vec<f32>, usize)> {
+    let path = input - baseline.clone();
+    let chunk = options.internal_batch_size.unwrap_or(DEFAULT_POINTS_IN_FLIGHT).max(1);
+    let mut state = adaptive::AdaptiveIntegral::new(options.tolerance, options.max_steps, target);
+    while let Some(panels) = state.next() {
+        let rules: Vec<_> = panels.iter().map(|&(a, b)| adaptive::panel_rule(a, b)).collect();
+        let alphas: Vec<f64> = rules.iter().flat_map(|r| r.0.iter().copied()).collect();
+        let gradients = point_gradients(f, &baseline, &path, &alphas, chunk)?;
+        // Each point's contribution per token, `[points, seq]`: one readback per round.
+        let [points, seq, _] = gradients.dims();
+        let values = read_f32((path.clone() * gradients).sum_dim(2).reshape([points, seq])).await?;
+        let estimates = rules
+            .iter()
+            .enumerate()
+            .map(|(p, (_, kronrod, gauss))| {
+                let rows: Vec<Vec<f64>> = (0..adaptive::PANEL_POINTS)
+                    .map(|k| {
+                        let row = (p * adaptive::PANEL_POINTS + k) * seq;
+                        values[row..row + seq].iter().map(|&v| v as f64).collect()
+                    })
+                    .collect();
+                adaptive::PanelEstimate::from_values(&rows, kronrod, gauss)
+            })
+            .collect();
+        state.record(&panels, estimates);
+        if let Some(report) = progress {
+            report(state.evaluations(), options.max_steps);
+        }
+    }
+    let attributions = state.attributions().into_iter().map(|x| x as f32).collect();
+    Ok((attributions, state.evaluations()))
+}
+
+/// ∇f at `baseline + α · path` for each α, one row per α (`[alphas, seq, hidden]`), `chunk`
+/// points per backward pass.
+fn point_gradients(
+    f: &(impl Fn(Tensor<3>) -> Tensor<2> + Sync),
+    baseline: &Tensor<3>,
+    path: &Tensor<3>,
+    alphas: &[f64],
+    chunk: usize,
+) -> Result<Tensor<3>> {
+    let device = path.device();
+    let mut parts = Vec::new();
+    for block in alphas.chunks(chunk) {
+        let column: Vec<f32> = block.iter().map(|&x| x as f32).collect();
+        let column = Tensor::<3>::from_data(TensorData::new(column, [block.len(), 1, 1]), &device);
+        let points = (baseline.clone() + path.clone() * column).autodiff().require_grad();
+        // Each point's output depends on that point only: the gradient of the sum is the
+        // gradient of each.
+        let grads = f(points.clone()).sum().backward();
+        parts.push(
+            points
+                .grad(&grads)
+                .ok_or_else(|| Error::Backend("no gradient reached the word embeddings".into()))?,
+        );
+    }
+    Ok(Tensor::cat(parts, 0))
 }
 
 /// How a path integral is evaluated: the rule and its steps, how many points go through

@@ -56,7 +56,8 @@ named_enum!(
         (Method::RiemannLeft, "riemann_left"),
         (Method::RiemannRight, "riemann_right"),
         (Method::RiemannMiddle, "riemann_middle"),
-        (Method::RiemannTrapezoid, "riemann_trapezoid")
+        (Method::RiemannTrapezoid, "riemann_trapezoid"),
+        (Method::Adaptive, "adaptive")
     ]
 );
 named_enum!(
@@ -98,7 +99,17 @@ pub struct ExplainOptions {
     /// thread, so two chains fill a 2-core machine (IG 1.2-1.45x faster); a GPU and the
     /// browser use 1. The result does not depend on it beyond float rounding.
     pub workers: usize,
+    /// Adaptive IG: stop when |convergence delta| and the rule's error estimate are both at
+    /// most this.
+    pub tolerance: f64,
+    /// Adaptive IG: at most this many gradient evaluations.
+    pub max_steps: usize,
 }
+
+/// Adaptive IG's default tolerance on |convergence delta| and on its error estimate.
+pub const DEFAULT_TOLERANCE: f64 = 1e-4;
+/// Adaptive IG's default budget of gradient evaluations per text.
+pub const DEFAULT_MAX_STEPS: usize = 1000;
 
 impl Default for ExplainOptions {
     fn default() -> Self {
@@ -110,6 +121,8 @@ impl Default for ExplainOptions {
             internal_batch_size: None,
             target: None,
             workers: 1,
+            tolerance: DEFAULT_TOLERANCE,
+            max_steps: DEFAULT_MAX_STEPS,
         }
     }
 }

@@ -19,15 +19,20 @@ pub enum Method {
     RiemannMiddle,
     #[serde(rename = "riemann_trapezoid")]
     RiemannTrapezoid,
+    /// Gauss–Kronrod panels refined until the convergence delta and the rule's error estimate
+    /// are within a tolerance (not Captum's: no fixed nodes; see `adaptive`).
+    #[serde(rename = "adaptive")]
+    Adaptive,
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 6] = [
         Method::GaussLegendre,
         Method::RiemannLeft,
         Method::RiemannRight,
         Method::RiemannMiddle,
         Method::RiemannTrapezoid,
+        Method::Adaptive,
     ];
 }
 
@@ -40,6 +45,12 @@ impl Method {
 pub fn nodes(method: Method, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     if n == 0 {
         return Err(Error::invalid("n-steps", "must be at least 1"));
+    }
+    if method == Method::Adaptive {
+        return Err(Error::invalid(
+            "method",
+            "adaptive places its points as it goes: it has no fixed nodes",
+        ));
     }
     if method != Method::GaussLegendre && n < 2 {
         return Err(Error::invalid("n-steps", format!("{method} needs at least 2 steps")));
@@ -64,6 +75,7 @@ pub fn nodes(method: Method, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
             w[n - 1] /= 2.0;
             (linspace(0.0, 1.0), w)
         }
+        Method::Adaptive => unreachable!("returned above"),
     })
 }
 

@@ -28,6 +28,9 @@ pub struct ExplanationRecord {
     pub convergence_delta: Option<f32>,
     pub f_input: Option<f32>,
     pub f_baseline: Option<f32>,
+    /// Gradients computed (adaptive IG: as many as it needed).
+    #[serde(default)]
+    pub gradient_evaluations: usize,
     pub options: ExplainOptions,
 }
 
@@ -48,6 +51,7 @@ impl ExplanationRecord {
             convergence_delta: ex.convergence_delta,
             f_input: ex.f_input,
             f_baseline: ex.f_baseline,
+            gradient_evaluations: ex.gradient_evaluations,
             options: options.clone(),
         }
     }
@@ -83,6 +87,7 @@ mod tests {
             convergence_delta: Some(1e-4),
             f_input: Some(0.75),
             f_baseline: Some(0.25),
+            gradient_evaluations: 50,
             options: ExplainOptions::default(),
         };
         let text = serde_json::to_string(&record).unwrap();

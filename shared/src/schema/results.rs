@@ -334,6 +334,9 @@ pub struct TextAttribution {
     pub f_input: Option<f32>,
     #[serde(default)]
     pub f_baseline: Option<f32>,
+    /// Gradients IG computed for this text (the steps of a fixed rule; adaptive IG's own count).
+    #[serde(default)]
+    pub gradient_evaluations: Option<usize>,
 }
 
 impl TextAttribution {
@@ -400,6 +403,7 @@ mod tests {
             label: 1,
             f_input: Some(0.75),
             f_baseline: Some(0.5),
+            gradient_evaluations: Some(50),
         };
         assert_eq!(row.signal(), Some(0.25));
         let line = serde_json::to_string(&row).unwrap();

@@ -198,6 +198,7 @@ pub(crate) fn OptionsForm() -> impl IntoView {
         Method::RiemannMiddle,
         Method::RiemannLeft,
         Method::RiemannRight,
+        Method::Adaptive,
     ];
     let baselines = Baseline::ALL;
     view! {
