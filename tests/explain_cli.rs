@@ -70,7 +70,7 @@ fn every_option_is_accepted_and_reported() {
         "1e-5",
     ]);
     let evaluations = adaptive["gradient_evaluations"].as_u64().unwrap();
-    assert!(evaluations >= 15 && evaluations % 15 == 0, "{evaluations}");
+    assert!(evaluations >= 15 && evaluations.is_multiple_of(15), "{evaluations}");
     assert!(adaptive["convergence_delta"].as_f64().unwrap().abs() <= 1e-5 + 1e-7);
     assert!(cosine(&floats(&adaptive["attributions"]), &floats(&base["attributions"])) > 0.9999);
     assert_eq!(adaptive["options"]["tolerance"], 1e-5);
