@@ -113,6 +113,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .map(|n| ModelConfig::preset(n))
         .collect::<Result<Vec<_>, _>>()?;
     println!("backend: {}", selected.description);
+    println!("cpu: {}", cpu_description());
     println!(
         "IG: {} steps, {}, internal batch {}, sequence length {}; forward: batch {}\n",
         args.n_steps, args.method, args.internal_batch_size, args.seq_len, args.batch
@@ -220,9 +221,54 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
     Ok((args.train_steps * args.train_batch) as f64 / timed)
 }
 
+/// The CPU's model name and the vector extensions the matrix kernels can use (chosen at run
+/// time by gemm: AVX-512 only where the CPU has it), so figures say what machine they are from.
+fn cpu_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    #[cfg(target_arch = "x86_64")]
+    let extensions: Vec<&str> = [
+        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+        ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    #[cfg(not(target_arch = "x86_64"))]
+    let extensions: Vec<&str> = Vec::new();
+    format!(
+        "{model}; {} cores; vector extensions: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if extensions.is_empty() {
+            "none detected".to_string()
+        } else {
+            extensions.join(", ")
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// burn's `x86-v4` feature builds gemm's AVX-512 kernels, but gemm picks them at run time
+    /// (`is_x86_feature_detected!("avx512f")`, else FMA, else scalar): the binary must not be
+    /// compiled to assume AVX-512 anywhere else, or it would crash on CPUs without it.
+    #[test]
+    fn the_binary_does_not_assume_avx512() {
+        let assumed = std::hint::black_box(cfg!(target_feature = "avx512f"));
+        assert!(!assumed, "built with AVX-512 enabled globally");
+        let description = cpu_description();
+        assert!(description.contains("vector extensions"), "{description}");
+    }
 
     #[test]
     fn ids_fit_every_preset_and_the_tiny_ones() {
