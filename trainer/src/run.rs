@@ -40,13 +40,21 @@ fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
         let Some((role, dir)) = spec.split_once('=') else {
             bail!("--init {spec}: expected ROLE=DIR, e.g. teacher_bert=checkpoints/bert-base-uncased");
         };
+        // `teacher` names the teacher's role whatever the suite calls it.
+        let role = if role == "teacher" {
+            crate::suite::ROLES[0]
+        } else {
+            role
+        };
         if !crate::suite::ROLES.contains(&role) {
             bail!(
                 "--init {spec}: unknown role '{role}'; roles are {}",
                 crate::suite::ROLES.join(", ")
             );
         }
-        out.insert(role.to_string(), PathBuf::from(dir));
+        if out.insert(role.to_string(), PathBuf::from(dir)).is_some() {
+            bail!("--init {spec}: {role} is given twice; give one checkpoint per role");
+        }
     }
     Ok(out)
 }
@@ -347,4 +355,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_takes_teacher_as_the_teachers_role_and_refuses_a_role_twice() {
+        let inits = parse_inits(&["teacher=a".to_string(), "tinybert=b".to_string()]).unwrap();
+        assert_eq!(inits[crate::suite::ROLES[0]], PathBuf::from("a"));
+        assert_eq!(inits["tinybert"], PathBuf::from("b"));
+        let twice = parse_inits(&["teacher=a".to_string(), format!("{}=b", crate::suite::ROLES[0])]).unwrap_err();
+        assert!(twice.to_string().contains("given twice"), "{twice}");
+        let unknown = parse_inits(&["student=a".to_string()]).unwrap_err();
+        assert!(unknown.to_string().contains("unknown role 'student'"), "{unknown}");
+    }
 }

@@ -120,7 +120,8 @@ pub struct RunArgs {
     /// Weight of the distillation term, in [0, 1].
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
-    /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable).
+    /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable; `teacher`
+    /// names the teacher's role).
     #[arg(long = "init", value_name = "ROLE=DIR")]
     pub init: Vec<String>,
     /// Start each student whose width matches the teacher's from the trained teacher's
