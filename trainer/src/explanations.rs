@@ -15,11 +15,28 @@ use crate::prepare::{EncodedSplits, Prepared};
 use crate::run_args::{RunArgs, TargetChoice};
 use crate::train::predict_logits;
 
-/// One row per model (in the order given; the teacher first: its predictions are the
-/// targets with `--target teacher`), one attribution per explained text.
+/// The teacher's predicted class for each explained validation text: the targets with
+/// `--target teacher` (empty otherwise: nothing needs them). Computed once per run.
+pub fn teacher_targets(
+    args: &RunArgs,
+    (role, teacher): (&str, &EncoderClassifier),
+    encoded: &EncodedSplits,
+) -> anyhow::Result<Vec<usize>> {
+    if args.target != TargetChoice::Teacher {
+        return Ok(Vec::new());
+    }
+    let n_explain = args.explain_n.min(encoded.validation_tokens.len());
+    let logits = pollster::block_on(predict_logits(teacher, &encoded.validation.ids[..n_explain], 64))
+        .with_context(|| format!("{role}: predictions on the validation part"))?;
+    Ok(logits.iter().map(|l| argmax(l)).collect())
+}
+
+/// One row per model (in the order given), one attribution per explained text;
+/// `teacher_predictions` from [`teacher_targets`].
 pub fn explain_validation(
     args: &RunArgs,
     models: &[(&str, &EncoderClassifier)],
+    teacher_predictions: &[usize],
     prepared: &Prepared,
     encoded: &EncodedSplits,
     out: &Path,
@@ -28,12 +45,6 @@ pub fn explain_validation(
     let (val_set, val_tokens) = (&encoded.validation, &encoded.validation_tokens);
     let n_explain = args.explain_n.min(val_tokens.len());
     let options = args.ig.options(Attribution::Ig, None, workers);
-    let teacher_predictions: Vec<usize> = {
-        let (role, teacher) = models[0];
-        let logits = pollster::block_on(predict_logits(teacher, &val_set.ids[..n_explain], 64))
-            .with_context(|| format!("{role}: predictions on the validation part"))?;
-        logits.iter().map(|l| argmax(l)).collect()
-    };
     let pad_id = prepared.tokenizer.token_id("[PAD]");
     let mask_id = prepared.tokenizer.token_id("[MASK]");
     let mut all_attributions: Vec<Vec<TextAttribution>> = Vec::new();

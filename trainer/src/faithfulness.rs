@@ -8,11 +8,54 @@ use anyhow::Context;
 use astrid::EncoderClassifier;
 use astrid::erasure::{Aopc, Eraser, ranked_content};
 use astrid::schema::results::MIN_DROP;
-use astrid::schema::{Behaviour, Estimate, Faithfulness, TextAttribution};
+use astrid::schema::{Behaviour, Estimate, Faithfulness, ModelResult, TextAttribution};
 
+use crate::baselines::baseline_outputs;
 use crate::data::split::SplitMix64;
 use crate::metrics::{estimate, mean_at, paired_bootstrap};
+use crate::prepare::{EncodedSplits, Prepared};
+use crate::run_args::RunArgs;
 use crate::train::predict_logits;
+
+/// Faithfulness of every model's explanations, behavioural agreement of every student with
+/// the teacher, and every model's output at each candidate baseline.
+pub fn measure(
+    args: &RunArgs,
+    results: &mut [ModelResult],
+    models: &[(&str, &EncoderClassifier)],
+    attributions: &[Vec<TextAttribution>],
+    prepared: &Prepared,
+    encoded: &EncodedSplits,
+) -> anyhow::Result<()> {
+    let n = attributions[0].len();
+    let ids: Vec<Vec<u32>> = encoded.validation_tokens[..n].iter().map(|t| t.ids.clone()).collect();
+    let pad_id = prepared.tokenizer.token_id("[PAD]");
+    let mask_id = prepared.tokenizer.token_id("[MASK]");
+    let inputs = ErasureInputs {
+        ids: &ids,
+        eraser: Eraser::new(args.erasure, mask_id)?,
+        seed: args.data.seed,
+    };
+    let counts = &prepared.data.class_counts();
+    let total = counts.iter().sum::<usize>().max(1) as f64;
+    let prior: Vec<f64> = counts.iter().map(|&c| c as f64 / total).collect();
+    let (t_name, t_model) = models[0];
+    for (m, result) in results.iter_mut().enumerate() {
+        let (name, model) = models[m];
+        result.faithfulness = Some(faithfulness(name, model, &attributions[m], &inputs)?);
+        result.baseline_outputs =
+            baseline_outputs(name, model, &encoded.validation_tokens[..n], pad_id, mask_id, &prior)?;
+        if m > 0 {
+            result.behaviour = Some(behaviour(
+                (t_name, t_model, &attributions[0]),
+                (name, model, &attributions[m]),
+                args.top_k,
+                &inputs,
+            )?);
+        }
+    }
+    Ok(())
+}
 
 /// Texts per forward batch.
 const BATCH: usize = 64;
@@ -39,7 +82,9 @@ fn random_ranking(row: &TextAttribution, seed: u64, text: usize) -> Vec<usize> {
     positions
 }
 
-/// One explained text: its token ids (the rows hold tokens, specials and attributions).
+/// What every erasure of a run shares: the explained texts' token ids (the rows hold their
+/// tokens, special flags and attributions), how tokens are erased, and the seed of the random
+/// controls.
 pub struct ErasureInputs<'a> {
     pub ids: &'a [Vec<u32>],
     pub eraser: Eraser,

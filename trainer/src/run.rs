@@ -13,17 +13,15 @@ use astrid::files::write_atomic;
 use astrid::schema::results::{RESULTS_FILE, RESULTS_FORMAT};
 use astrid::schema::{DataSummary, RunResults, Thresholds};
 
-use astrid::erasure::Eraser;
 use astrid::explain::Method;
 
-use crate::baselines::baseline_outputs;
 use crate::calibration::{CalibrationInputs, calibrate};
 use crate::comparison::compare;
 use crate::decision::decide;
 use crate::device;
 use crate::evaluate::evaluate;
-use crate::explanations::explain_validation;
-use crate::faithfulness::{ErasureInputs, behaviour, faithfulness};
+use crate::explanations::{explain_validation, teacher_targets};
+use crate::faithfulness;
 use crate::fingerprint::{
     CorpusSettings, DataSettings, DistillSettings, ExplanationSettings, ModelSettings, RUN_FORMAT, RunSettings,
     TokenizerSettings, TrainingSettings, checkpoint_digest, differences,
@@ -138,46 +136,6 @@ impl StageTimer {
     }
 }
 
-/// Faithfulness of every model's explanations, behavioural agreement of every student with
-/// the teacher, and every model's output at each candidate baseline.
-fn measure_faithfulness(
-    args: &RunArgs,
-    results: &mut [astrid::schema::ModelResult],
-    models: &[(&str, &astrid::EncoderClassifier)],
-    attributions: &[Vec<astrid::schema::TextAttribution>],
-    prepared: &crate::prepare::Prepared,
-    encoded: &crate::prepare::EncodedSplits,
-) -> anyhow::Result<()> {
-    let n = attributions[0].len();
-    let ids: Vec<Vec<u32>> = encoded.validation_tokens[..n].iter().map(|t| t.ids.clone()).collect();
-    let pad_id = prepared.tokenizer.token_id("[PAD]");
-    let mask_id = prepared.tokenizer.token_id("[MASK]");
-    let inputs = ErasureInputs {
-        ids: &ids,
-        eraser: Eraser::new(args.erasure, mask_id)?,
-        seed: args.data.seed,
-    };
-    let counts = &prepared.data.class_counts();
-    let total = counts.iter().sum::<usize>().max(1) as f64;
-    let prior: Vec<f64> = counts.iter().map(|&c| c as f64 / total).collect();
-    let (t_name, t_model) = models[0];
-    for (m, result) in results.iter_mut().enumerate() {
-        let (name, model) = models[m];
-        result.faithfulness = Some(faithfulness(name, model, &attributions[m], &inputs)?);
-        result.baseline_outputs =
-            baseline_outputs(name, model, &encoded.validation_tokens[..n], pad_id, mask_id, &prior)?;
-        if m > 0 {
-            result.behaviour = Some(behaviour(
-                (t_name, t_model, &attributions[0]),
-                (name, model, &attributions[m]),
-                args.top_k,
-                &inputs,
-            )?);
-        }
-    }
-    Ok(())
-}
-
 /// The peak learning rate: given, or the default for training from scratch / fine-tuning.
 fn learning_rate(args: &RunArgs) -> f64 {
     args.lr.unwrap_or(if args.init.is_empty() { 5e-4 } else { 5e-5 })
@@ -272,12 +230,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     timer.lap("evaluation");
     let suite_models: Vec<(&str, &astrid::EncoderClassifier)> =
         trained.iter().map(|t| (t.role.as_str(), &t.model)).collect();
-    let attributions = explain_validation(&args, &suite_models, &prepared, &encoded, &out, selected.workers)?;
+    let targets = teacher_targets(&args, suite_models[0], &encoded)?;
+    let explain = |models: &[(&str, &astrid::EncoderClassifier)]| {
+        explain_validation(&args, models, &targets, &prepared, &encoded, &out, selected.workers)
+    };
+    let attributions = explain(&suite_models)?;
     timer.lap("explanations: the suite");
-    let mut calibration_models = vec![suite_models[0]];
-    calibration_models.extend(references.copies.iter().map(|t| (t.role.as_str(), &t.model)));
+    // The copies and the untrained model (the teacher's rows are already there).
+    let mut calibration_models: Vec<(&str, &astrid::EncoderClassifier)> =
+        references.copies.iter().map(|t| (t.role.as_str(), &t.model)).collect();
     calibration_models.push((UNTRAINED, &references.untrained));
-    let calibration_rows = explain_validation(&args, &calibration_models, &prepared, &encoded, &out, selected.workers)?;
+    let mut copy_rows = explain(&calibration_models)?;
+    let untrained_rows = copy_rows.pop().unwrap_or_default();
     timer.lap("explanations: the teacher's copies and the untrained model");
     compare(
         &mut models,
@@ -297,17 +261,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .seeds
                 .iter()
                 .zip(&reference_accuracy)
-                .zip(&calibration_rows[1..calibration_rows.len() - 1])
+                .zip(&copy_rows)
                 .map(|((&seed, &accuracy), rows)| (seed, accuracy, rows.as_slice()))
                 .collect(),
-            untrained: &calibration_rows[calibration_rows.len() - 1],
+            untrained: &untrained_rows,
         },
         args.top_k,
         args.similarity_positions,
         args.data.seed,
     )?;
     timer.lap("comparison and calibration");
-    measure_faithfulness(&args, &mut models, &suite_models, &attributions, &prepared, &encoded)?;
+    faithfulness::measure(&args, &mut models, &suite_models, &attributions, &prepared, &encoded)?;
     timer.lap("faithfulness, behavioural agreement, baselines");
     let thresholds = Thresholds {
         min_accuracy: args.min_accuracy,
