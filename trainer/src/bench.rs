@@ -13,7 +13,7 @@ use clap::Args;
 use burn::nn::loss::CrossEntropyLossConfig;
 
 use crate::device::{self, Backend};
-use crate::train::{Encoded, TrainOptions, adamw, train_batch};
+use crate::train::{Batch, Encoded, Guidance, TrainOptions, adamw, train_batch};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -208,12 +208,18 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
             .map(|c| c.to_vec())
             .collect(),
         labels: (0..args.train_batch).map(|i| i % config.num_labels).collect(),
+        ..Encoded::default()
     };
     let batch: Vec<usize> = (0..args.train_batch).collect();
     let mut timed = 0.0;
     for step in 0..=args.train_steps {
         let started = Instant::now();
-        model = train_batch(model, &mut optimizer, &loss_fn, &batch, &data, None, None, 1e-4)?.model;
+        let texts = Batch {
+            texts: &batch,
+            data: &data,
+            epoch: 0,
+        };
+        model = train_batch(model, &mut optimizer, &loss_fn, texts, Guidance::default(), None, 1e-4)?.model;
         if step > 0 {
             timed += started.elapsed().as_secs_f64();
         }

@@ -18,6 +18,9 @@ pub struct EpochRecord {
     pub train_accuracy: f64,
     pub validation_accuracy: f64,
     pub sequences_per_second: f64,
+    /// Wall seconds of the epoch: its steps and the validation pass.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// What survives a kill: written after each epoch, after the files it names, with their

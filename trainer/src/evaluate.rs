@@ -14,7 +14,16 @@ use crate::train_suite::TrainedModel;
 
 pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> anyhow::Result<Vec<ModelResult>> {
     let mut results = Vec::with_capacity(trained.len());
-    for (k, TrainedModel { role, model, state }) in trained.iter().enumerate() {
+    for (
+        k,
+        TrainedModel {
+            role,
+            objective,
+            model,
+            state,
+        },
+    ) in trained.iter().enumerate()
+    {
         let started = Instant::now();
         let logits = pollster::block_on(predict_logits(model, &test.ids, 64))
             .with_context(|| format!("{role}: evaluation on the test part"))?;
@@ -28,6 +37,8 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
         results.push(ModelResult {
             name: role.clone(),
             role: if k == 0 { Role::Teacher } else { Role::Student },
+            objective: objective.name().to_string(),
+            train_seconds: state.history.iter().map(|h| h.seconds).sum(),
             architecture: model.config.architecture.model_type().to_string(),
             layers: model.config.num_layers,
             hidden: model.config.hidden_size,

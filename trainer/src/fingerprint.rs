@@ -13,6 +13,7 @@ use astrid::{Baseline, Method};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::align::{AlignSettings, Objective};
 use crate::run_args::{Suite, TargetChoice};
 
 /// The version of the `run.json` layout; a run written with another one cannot resume.
@@ -109,8 +110,14 @@ pub struct TrainingSettings {
     pub warmup: f64,
     pub clip: f64,
     pub patience: usize,
-    /// `None` without `--distill` (temperature and alpha then change nothing).
+    /// `None` when no student distils (temperature and alpha then change nothing).
     pub distill: Option<DistillSettings>,
+    /// The students' objectives, when they are not just what `distill` says (one objective,
+    /// independent or distill: the format of runs made before `--training`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<Vec<Objective>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<AlignSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -243,6 +250,8 @@ mod tests {
                 clip: 1.0,
                 patience: 2,
                 distill: None,
+                objectives: None,
+                align: None,
             },
             explanations: ExplanationSettings {
                 texts: 50,

@@ -2,6 +2,7 @@
 //! reasons (`run`), explains single texts (`explain`), exports the web bundle (`export`),
 //! describes data (`data stats`) and measures speed (`bench`).
 
+mod align;
 mod baselines;
 mod bench;
 mod calibration;

@@ -175,6 +175,7 @@ pub fn encode(prepared: &Prepared, indices: &[usize]) -> anyhow::Result<(Encoded
             .encode(&prepared.data.texts[i])
             .with_context(|| format!("{}: text {}", prepared.data.source, i + 1))?;
         encoded.ids.push(t.ids.clone());
+        encoded.special.push(t.special.clone());
         encoded.labels.push(prepared.data.labels[i]);
         tokenized.push(t);
     }

@@ -70,6 +70,56 @@ fn escape(s: &str) -> String {
     html_escape::encode_double_quoted_attribute(s).to_string()
 }
 
+/// What each training objective of the run means, with its settings (from the fingerprint).
+fn objectives_md(run: &RunResults) -> String {
+    let training = &run.settings["training"];
+    let mut used: Vec<&str> = Vec::new();
+    for m in run.models.iter().skip(1) {
+        if !m.objective.is_empty() && !used.contains(&m.objective.as_str()) {
+            used.push(&m.objective);
+        }
+    }
+    let mut md = String::new();
+    for objective in used {
+        let line = match objective {
+            "independent" => "**independent**: on the labels only (cross-entropy).".to_string(),
+            "distill" => format!(
+                "**distill**: (1 − α)·cross-entropy + α·T²·KL(teacher ‖ student) at temperature T on the full texts (α {}, T {}).",
+                training["distill"]["alpha"], training["distill"]["temperature"]
+            ),
+            "align" => {
+                let a = &training["align"];
+                let views = match a["views"].as_str() {
+                    Some("path") => format!(
+                        "points of IG's path to the {} baseline with each token moved by its own amount (σ {})",
+                        a["baseline"].as_str().unwrap_or("?"),
+                        a["noise"]
+                    ),
+                    Some("evidence") => format!(
+                        "the text without the teacher's top {} tokens and with only them (ranked by the teacher's {}-step IG)",
+                        a["evidence"]["top_k"], a["evidence"]["ig_steps"]
+                    ),
+                    _ => format!(
+                        "in turn, points of IG's path (σ {}) and the text without / with only the teacher's top {} tokens",
+                        a["noise"], a["evidence"]["top_k"]
+                    ),
+                };
+                format!(
+                    "**align**: distill, plus {} × KL(teacher ‖ student) at temperature 1 on one aligned view of each text per epoch: {views}. The teacher's \
+                     outputs on the views are computed once (`align/teacher_views.json`).",
+                    a["weight"]
+                )
+            }
+            other => format!("**{other}**"),
+        };
+        let _ = writeln!(md, "- {line}");
+    }
+    if !md.is_empty() {
+        md = format!("The students were trained with:\n\n{md}\n");
+    }
+    md
+}
+
 /// Accuracy (y) against similarity to the teacher (x), one circle per student, area ∝ params.
 /// With a calibration, the ceiling's 95% interval is a shaded band (its mean a line) and the
 /// chance floor a dotted line.
@@ -554,17 +604,20 @@ pub fn write(
     }
     let _ = writeln!(
         md,
-        "## Models\n\n| model | validation acc (best epoch) | epochs | train seq/s | inference seq/s | mean abs. convergence delta |"
+        "## Models\n\n{}| model | trained with | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
+        objectives_md(run)
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | {:.3} ({}) | {} | {:.1} | {:.1} | {:.2e} |",
+            "| {} | {} | {:.3} ({}) | {} | {:.0} | {:.1} | {:.1} | {:.2e} |",
             r.name,
+            if r.objective.is_empty() { "—" } else { &r.objective },
             r.validation_accuracy,
             r.best_epoch,
             r.epochs_run,
+            r.train_seconds,
             r.train_seq_per_s,
             r.inference_seq_per_s,
             r.mean_abs_convergence_delta

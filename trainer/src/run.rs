@@ -15,6 +15,7 @@ use astrid::schema::{DataSummary, RunResults, Thresholds};
 
 use astrid::explain::Method;
 
+use crate::align::Objective;
 use crate::calibration::{CalibrationInputs, calibrate};
 use crate::comparison::compare;
 use crate::decision::decide;
@@ -61,6 +62,7 @@ fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
 fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String>) -> RunSettings {
     let data = &prepared.data;
     let explained = args.explain_n.min(prepared.split.validation.len());
+    let objectives = args.objectives();
     RunSettings {
         format: RUN_FORMAT,
         data: DataSettings {
@@ -95,10 +97,12 @@ fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String
             warmup: args.warmup,
             clip: args.clip,
             patience: args.patience,
-            distill: args.distill.then_some(DistillSettings {
+            distill: objectives.iter().any(|o| o.distills()).then_some(DistillSettings {
                 temperature: args.temperature,
                 alpha: args.alpha,
             }),
+            objectives: (objectives.len() > 1 || objectives.contains(&Objective::Align)).then_some(objectives.clone()),
+            align: args.align_settings(),
         },
         explanations: ExplanationSettings {
             texts: explained,
@@ -216,6 +220,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         encoded: &encoded,
         out: &out,
         device: &selected.device,
+        workers: selected.workers,
     };
     let trained = train_suite(&training)?;
     timer.lap("training: the suite");

@@ -8,6 +8,7 @@ use astrid::schema::{Positions, SimilarityMode};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::align::{AlignSettings, AlignViews, EvidenceSettings, Objective};
 use crate::device::Backend;
 use crate::explain_cmd::IgArgs;
 
@@ -112,9 +113,35 @@ pub struct RunArgs {
     /// Early stopping: epochs without a better validation accuracy (at least 1).
     #[arg(long, default_value_t = 2)]
     pub patience: usize,
-    /// Train the students on the trained teacher's logits as well as the labels.
+    /// Train the students on the trained teacher's logits as well as the labels (the same as
+    /// --training distill).
     #[arg(long)]
     pub distill: bool,
+    /// Train the students to keep the teacher's reasons: distillation plus the teacher's
+    /// probabilities on aligned views of each text (the same as --training align; see --align-views).
+    #[arg(long)]
+    pub align: bool,
+    /// How each student is trained, one student per role and entry (e.g. independent,distill,align
+    /// gives three per role, named ROLE, ROLE-distill, ROLE-align, from the same seed): the
+    /// ablation in one run. Default: independent (or what --distill / --align say).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub training: Vec<Objective>,
+    /// Aligned views: path (points around IG's path to the baseline, each token moved by its
+    /// own amount), evidence (the text without / with only the teacher's top tokens), or both.
+    #[arg(long, value_enum, default_value_t = AlignViews::Path)]
+    pub align_views: AlignViews,
+    /// Weight of the aligned-view term beside the distillation loss (above 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub align_weight: f64,
+    /// Path views: how far each token's position on the path strays from the text's (σ, 0 to 1).
+    #[arg(long, default_value_t = 0.3)]
+    pub align_noise: f64,
+    /// Evidence views: how many of the teacher's top tokens are removed or kept (at least 1).
+    #[arg(long, default_value_t = 5)]
+    pub align_top_k: usize,
+    /// Evidence views: Gauss-Legendre steps of the teacher's IG that ranks the tokens (1 to 200).
+    #[arg(long, default_value_t = 8)]
+    pub align_ig_steps: usize,
     #[arg(long, default_value_t = 2.0)]
     pub temperature: f64,
     /// Weight of the distillation term, in [0, 1].
@@ -258,6 +285,36 @@ fn finish(p: Problems) -> anyhow::Result<()> {
 }
 
 impl RunArgs {
+    /// How the students are trained, in the order given.
+    pub fn objectives(&self) -> Vec<Objective> {
+        if !self.training.is_empty() {
+            return self.training.clone();
+        }
+        vec![if self.align {
+            Objective::Align
+        } else if self.distill {
+            Objective::Distill
+        } else {
+            Objective::Independent
+        }]
+    }
+
+    /// The alignment objective's settings, normalised (what does not apply is left out);
+    /// `None` when no student is aligned.
+    pub fn align_settings(&self) -> Option<AlignSettings> {
+        self.objectives().contains(&Objective::Align).then(|| AlignSettings {
+            views: self.align_views,
+            weight: self.align_weight,
+            noise: (self.align_views != AlignViews::Evidence).then_some(self.align_noise),
+            evidence: (self.align_views != AlignViews::Path).then_some(EvidenceSettings {
+                top_k: self.align_top_k,
+                erasure: self.erasure,
+                ig_steps: self.align_ig_steps,
+            }),
+            baseline: self.ig.baseline,
+        })
+    }
+
     /// Every check that needs no file: ranges of numbers, combinations of options.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut p = Problems(Vec::new());
@@ -293,6 +350,43 @@ impl RunArgs {
         });
         p.check(finite_in(self.alpha, 0.0..=1.0), || {
             format!("--alpha {}: a weight from 0 to 1", self.alpha)
+        });
+        p.check(self.training.is_empty() || !(self.distill || self.align), || {
+            "--training lists every objective: give it without --distill or --align".to_string()
+        });
+        p.check(!(self.distill && self.align), || {
+            "--distill and --align: --align already distils; for both, give --training distill,align".to_string()
+        });
+        let mut seen = Vec::new();
+        for o in &self.training {
+            p.check(!seen.contains(o), || {
+                format!("--training: {} is listed twice", o.name())
+            });
+            seen.push(*o);
+        }
+        p.check(
+            self.align_weight.is_finite() && self.align_weight > 0.0 && self.align_weight <= 100.0,
+            || {
+                format!(
+                    "--align-weight {}: above 0, at most 100 (1 is usual)",
+                    self.align_weight
+                )
+            },
+        );
+        p.check(finite_in(self.align_noise, 0.0..=1.0), || {
+            format!(
+                "--align-noise {}: a spread on the path, from 0 to 1 (0.3 is usual)",
+                self.align_noise
+            )
+        });
+        p.check(self.align_top_k >= 1, || {
+            format!("--align-top-k {}: at least 1", self.align_top_k)
+        });
+        p.check((1..=200).contains(&self.align_ig_steps), || {
+            format!(
+                "--align-ig-steps {}: 1 to 200 (a ranking needs few)",
+                self.align_ig_steps
+            )
         });
         p.check(self.explain_n >= 1, || {
             format!(

@@ -18,6 +18,7 @@ use burn_store::{BurnpackStore, ModuleSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::align::{AlignTargets, View, view_logits};
 use crate::checkpoints::{CheckpointDir, EpochRecord, TrainState, save_checkpoint};
 use crate::data::split::SplitMix64;
 use astrid::files::write_atomic;
@@ -26,7 +27,17 @@ use astrid::files::write_atomic;
 #[derive(Debug, Clone, Default)]
 pub struct Encoded {
     pub ids: Vec<Vec<u32>>,
+    /// Per text, true for [CLS]/[SEP] (what IG's baselines and erasure leave alone).
+    pub special: Vec<Vec<bool>>,
     pub labels: Vec<usize>,
+}
+
+/// What the teacher contributes to a student's loss: its logits on the full training texts
+/// (distillation) and its logits on aligned views (`--training align`).
+#[derive(Clone, Copy, Default)]
+pub struct Guidance<'a> {
+    pub teacher_logits: Option<&'a [Vec<f32>]>,
+    pub align: Option<&'a AlignTargets>,
 }
 
 /// Distillation from the teacher: loss = α·T²·KL(teacher_T ‖ student_T) + (1−α)·CE.
@@ -130,7 +141,7 @@ pub fn train(
     model: EncoderClassifier,
     train: &Encoded,
     validation: &Encoded,
-    teacher_logits: Option<&[Vec<f32>]>,
+    guidance: Guidance,
     options: &TrainOptions,
     device: &Device,
     checkpoints: &CheckpointDir,
@@ -195,9 +206,12 @@ pub fn train(
                     model,
                     &mut optimizer,
                     &loss_fn,
-                    chunk,
-                    train,
-                    teacher_logits,
+                    Batch {
+                        texts: chunk,
+                        data: train,
+                        epoch,
+                    },
+                    guidance,
                     options.distill,
                     lr,
                 )?;
@@ -233,6 +247,7 @@ pub fn train(
                 train_accuracy: right as f64 / seen.max(1) as f64,
                 validation_accuracy: val_acc,
                 sequences_per_second: speed,
+                seconds: started.elapsed().as_secs_f64(),
             };
             eprintln!(
                 "{name:>14} epoch {}: loss {:.4}, train acc {:.3}, validation acc {:.3}, {:.1} seq/s",
@@ -281,13 +296,52 @@ pub fn batch_loss(
     let logits = model.forward(ids, Some(mask));
     let mut loss = loss_fn.forward(logits.clone(), targets);
     if let Some((teacher, d)) = teacher {
-        let t = teacher.div_scalar(d.temperature);
-        let p_teacher = softmax(t.clone(), 1);
-        let log_student = log_softmax(logits.clone().div_scalar(d.temperature), 1);
-        let kl = (p_teacher * (log_softmax(t, 1) - log_student)).sum_dim(1).mean();
+        let kl = kl_divergence(teacher, logits.clone(), d.temperature);
         loss = loss.mul_scalar(1.0 - d.alpha) + kl.mul_scalar(d.alpha * d.temperature * d.temperature);
     }
     (loss, logits)
+}
+
+/// Mean over rows of KL(softmax(teacher/T) ‖ softmax(student/T)), from logits (no log of a
+/// zero probability): 0 when the rows are equal.
+pub fn kl_divergence(teacher: Tensor<2>, student: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let t = teacher.div_scalar(temperature);
+    let p_teacher = softmax(t.clone(), 1);
+    let log_student = log_softmax(student.div_scalar(temperature), 1);
+    (p_teacher * (log_softmax(t, 1) - log_student)).sum_dim(1).mean()
+}
+
+/// The alignment term of a batch: KL at temperature 1 between the teacher's and the student's
+/// class probabilities on each text's view of this epoch, times the weight.
+pub fn align_loss(model: &EncoderClassifier, targets: &AlignTargets, batch: &Batch) -> anyhow::Result<Tensor<1>> {
+    let device = model.device();
+    let labels = model.config.num_labels;
+    let epoch_logits = targets
+        .logits
+        .get(batch.epoch)
+        .with_context(|| format!("no aligned views for epoch {}", batch.epoch + 1))?;
+    let views: Vec<View> = batch
+        .texts
+        .iter()
+        .map(|&i| targets.plan.view(batch.epoch, i, batch.data))
+        .collect();
+    let refs: Vec<&View> = views.iter().collect();
+    let student = view_logits(model, &refs, targets.plan.settings.baseline, targets.special_ids)?;
+    let flat: Vec<f32> = batch
+        .texts
+        .iter()
+        .flat_map(|&i| epoch_logits[i].iter().copied())
+        .collect();
+    let teacher =
+        Tensor::<2>::from_data(TensorData::new(flat, [batch.texts.len(), labels]), &device).without_autodiff();
+    Ok(kl_divergence(teacher, student, 1.0).mul_scalar(targets.plan.settings.weight))
+}
+
+/// The texts of one optimizer step: indices into `data`, in training epoch `epoch` (0-based).
+pub struct Batch<'a> {
+    pub texts: &'a [usize],
+    pub data: &'a Encoded,
+    pub epoch: usize,
 }
 
 /// The outcome of one optimizer step.
@@ -310,19 +364,19 @@ pub fn train_batch(
     model: EncoderClassifier,
     optimizer: &mut ModuleOptimizer,
     loss_fn: &CrossEntropyLoss,
-    batch: &[usize],
-    data: &Encoded,
-    teacher_logits: Option<&[Vec<f32>]>,
+    texts: Batch,
+    guidance: Guidance,
     distill: Option<Distill>,
     lr: f64,
 ) -> anyhow::Result<Step> {
+    let (batch, data) = (texts.texts, texts.data);
     let device = model.device();
     let labels = model.config.num_labels;
     let refs: Vec<&Vec<u32>> = batch.iter().map(|&i| &data.ids[i]).collect();
     let (ids, mask) = batch_tensors(&refs, &device);
     let targets: Vec<i64> = batch.iter().map(|&i| data.labels[i] as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [batch.len()]), &device);
-    let teacher = match (distill, teacher_logits) {
+    let teacher = match (distill, guidance.teacher_logits) {
         (Some(d), Some(teacher)) => {
             let flat: Vec<f32> = batch.iter().flat_map(|&i| teacher[i].iter().copied()).collect();
             let t = Tensor::<2>::from_data(TensorData::new(flat, [batch.len(), labels]), &device).without_autodiff();
@@ -330,7 +384,10 @@ pub fn train_batch(
         }
         _ => None,
     };
-    let (loss, logits) = batch_loss(&model, loss_fn, ids, mask, targets, teacher);
+    let (mut loss, logits) = batch_loss(&model, loss_fn, ids, mask, targets, teacher);
+    if let Some(align) = guidance.align {
+        loss = loss + align_loss(&model, align, &texts)?;
+    }
     let loss_value = pollster::block_on(read_f32(loss.clone().without_autodiff()))?[0] as f64;
     let predictions = pollster::block_on(read_f32(logits.without_autodiff()))?;
     let right = batch

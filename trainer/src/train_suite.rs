@@ -12,15 +12,19 @@ use astrid::bundle::{ModelMeta, save_model_dir};
 use burn::module::Module;
 use burn::tensor::Device;
 
+use crate::align::{AlignInputs, AlignTargets, Objective, align_targets};
 use crate::checkpoints::{CheckpointDir, TrainState};
 use crate::prepare::{EncodedSplits, Prepared};
 use crate::run_args::RunArgs;
 use crate::suite::suite;
-use crate::train::{Distill, TrainOptions, predict_logits, train};
+use crate::train::{Distill, Guidance, TrainOptions, predict_logits, train};
 
 /// One trained model of the suite.
 pub struct TrainedModel {
+    /// The model's name: its role, with `-distill` / `-align` when a run trains a role in
+    /// more than one way.
     pub role: String,
+    pub objective: Objective,
     pub model: EncoderClassifier,
     pub state: TrainState,
 }
@@ -88,6 +92,8 @@ pub struct TrainingRun<'a> {
     pub encoded: &'a EncodedSplits,
     pub out: &'a Path,
     pub device: &'a Device,
+    /// Threads for IG (the teacher's attributions for evidence views).
+    pub workers: usize,
 }
 
 /// Seeds of the teacher's retrained copies: far from the suite's (seed + role index).
@@ -122,6 +128,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
         encoded,
         out,
         device,
+        ..
     } = *run;
     let labels = &prepared.data.label_names;
     let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
@@ -139,7 +146,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
             initial,
             &encoded.train,
             &encoded.validation,
-            None,
+            Guidance::default(),
             &train_options(args, learning_rate, seed),
             device,
             &CheckpointDir(out.join("checkpoints").join(&name)),
@@ -148,6 +155,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
         seeds.push(seed);
         copies.push(TrainedModel {
             role: name,
+            objective: Objective::Independent,
             model: result.model,
             state: result.state,
         });
@@ -162,7 +170,18 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
     })
 }
 
-/// Trains (or, after a kill, resumes) every model of the suite, teacher first.
+/// A student's name: its role, or `ROLE-OBJECTIVE` when the run trains each role several ways
+/// (the first listed objective keeps the plain name only when it is independent).
+pub fn student_name(role: &str, objective: Objective, objectives: &[Objective]) -> String {
+    if objectives.len() == 1 || objective == Objective::Independent {
+        role.to_string()
+    } else {
+        format!("{role}-{}", objective.name())
+    }
+}
+
+/// Trains (or, after a kill, resumes) every model of the suite, teacher first; each student
+/// once per objective (`--training`), from the same seed and starting point.
 pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
     let TrainingRun {
         args,
@@ -172,56 +191,89 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
         encoded,
         out,
         device,
+        ..
     } = *run;
     let labels = &prepared.data.label_names;
     let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
+    let objectives = args.objectives();
     let mut trained: Vec<TrainedModel> = Vec::new();
     let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
+    let mut align: Option<AlignTargets> = None;
     for (k, (role, mut config)) in models.into_iter().enumerate() {
         config.num_labels = labels.len();
-        let teacher = trained.first().map(|t| &t.model);
         let seed = args.data.seed.wrapping_add(k as u64);
-        let initial = initial_model(&role, seed, args, inits, config, teacher, device)?;
-        let options = TrainOptions {
-            distill: (args.distill && k > 0).then_some(Distill {
-                temperature: args.temperature,
-                alpha: args.alpha,
-            }),
-            ..train_options(args, learning_rate, seed)
-        };
-        let checkpoints = CheckpointDir(out.join("checkpoints").join(&role));
-        let result = train(
-            &role,
-            initial,
-            &encoded.train,
-            &encoded.validation,
-            teacher_train_logits.as_deref(),
-            &options,
-            device,
-            &checkpoints,
-            args.quiet,
-        )?;
-        let meta = ModelMeta {
-            name: role.clone(),
-            labels: labels.clone(),
-            max_length: args.data.max_length,
-        };
-        save_model_dir(
-            &out.join("models").join(&role),
-            &result.model,
-            prepared.tokenizer_json.as_bytes(),
-            &meta,
-        )?;
-        if k == 0 && args.distill {
-            let logits = pollster::block_on(predict_logits(&result.model, &encoded.train.ids, 64))
-                .with_context(|| format!("{role}: logits for distillation"))?;
-            teacher_train_logits = Some(logits);
+        let variants: &[Objective] = if k == 0 { &[Objective::Independent] } else { &objectives };
+        for &objective in variants {
+            let teacher = trained.first().map(|t| &t.model);
+            let name = if k == 0 {
+                role.clone()
+            } else {
+                student_name(&role, objective, &objectives)
+            };
+            let initial = initial_model(&role, seed, args, inits, config.clone(), teacher, device)?;
+            let options = TrainOptions {
+                distill: objective.distills().then_some(Distill {
+                    temperature: args.temperature,
+                    alpha: args.alpha,
+                }),
+                ..train_options(args, learning_rate, seed)
+            };
+            let guidance = Guidance {
+                teacher_logits: teacher_train_logits.as_deref().filter(|_| objective.distills()),
+                align: align.as_ref().filter(|_| objective == Objective::Align),
+            };
+            let checkpoints = CheckpointDir(out.join("checkpoints").join(&name));
+            let result = train(
+                &name,
+                initial,
+                &encoded.train,
+                &encoded.validation,
+                guidance,
+                &options,
+                device,
+                &checkpoints,
+                args.quiet,
+            )?;
+            let meta = ModelMeta {
+                name: name.clone(),
+                labels: labels.clone(),
+                max_length: args.data.max_length,
+            };
+            save_model_dir(
+                &out.join("models").join(&name),
+                &result.model,
+                prepared.tokenizer_json.as_bytes(),
+                &meta,
+            )?;
+            if k == 0 {
+                if objectives.iter().any(|o| o.distills()) {
+                    let logits = pollster::block_on(predict_logits(&result.model, &encoded.train.ids, 64))
+                        .with_context(|| format!("{role}: logits for distillation"))?;
+                    teacher_train_logits = Some(logits);
+                }
+                if let Some(settings) = args.align_settings() {
+                    let inputs = AlignInputs {
+                        settings,
+                        seed: args.data.seed,
+                        epochs: args.epochs,
+                        train: &encoded.train,
+                        special_ids: (
+                            prepared.tokenizer.token_id("[PAD]"),
+                            prepared.tokenizer.token_id("[MASK]"),
+                        ),
+                        workers: run.workers,
+                        quiet: args.quiet,
+                    };
+                    align = Some(align_targets(&result.model, &result.state.best_sha256, &inputs, out)?);
+                }
+            }
+            trained.push(TrainedModel {
+                role: name,
+                objective,
+                model: result.model,
+                state: result.state,
+            });
         }
-        trained.push(TrainedModel {
-            role,
-            model: result.model,
-            state: result.state,
-        });
     }
     Ok(trained)
 }

@@ -170,34 +170,63 @@ fn baseline_embeddings(
     input: &ExplainInput,
     kind: Baseline,
     words: &Tensor<3>,
-    device: &Device,
 ) -> Result<Tensor<3>> {
+    baseline_words(
+        model,
+        kind,
+        input.ids,
+        input.special,
+        (input.pad_id, input.mask_id),
+        words,
+    )
+}
+
+/// The IG baseline's word embeddings for a batch: `words` `[batch, seq, hidden]` are the
+/// embeddings of `ids`, and `ids` / `special` hold `batch × seq` entries, row by row;
+/// `(pad_id, mask_id)` are needed for the [PAD] / [MASK] baselines. Special tokens keep their
+/// own embedding except in the zero baseline (Captum's). Training that aligns a student with
+/// the teacher on points of IG's path uses it too, so both lead to the same baseline.
+pub fn baseline_words(
+    model: &EncoderClassifier,
+    kind: Baseline,
+    ids: &[u32],
+    special: &[bool],
+    (pad_id, mask_id): (Option<u32>, Option<u32>),
+    words: &Tensor<3>,
+) -> Result<Tensor<3>> {
+    let [batch, seq, hidden] = words.dims();
+    if ids.len() != batch * seq || special.len() != batch * seq {
+        return Err(Error::invalid(
+            "baseline",
+            format!(
+                "{} ids and {} special flags for {batch} × {seq} tokens",
+                ids.len(),
+                special.len()
+            ),
+        ));
+    }
+    let device = &words.device();
     let replacement = match kind {
         Baseline::Zero => return Ok(words.zeros_like()),
         Baseline::Uniform => {
             let table = model.embeddings.word_embeddings.weight.val();
-            let [_, hidden] = table.dims();
             let mean = table.mean_dim(0).reshape([1, 1, hidden]);
-            let [_, seq, _] = words.dims();
-            let content: Vec<f32> = input.special.iter().map(|&s| if s { 0.0 } else { 1.0 }).collect();
-            let content = Tensor::<3>::from_data(TensorData::new(content, [1, seq, 1]), device);
+            let content: Vec<f32> = special.iter().map(|&s| if s { 0.0 } else { 1.0 }).collect();
+            let content = Tensor::<3>::from_data(TensorData::new(content, [batch, seq, 1]), device);
             // Special tokens keep their own embedding, as in the [PAD]/[MASK] baselines.
             return Ok(content.clone() * mean + (content.ones_like() - content) * words.clone());
         }
-        Baseline::Pad => input
-            .pad_id
-            .ok_or_else(|| Error::invalid("baseline", "pad: the tokenizer has no [PAD] token"))?,
-        Baseline::Mask => input
-            .mask_id
-            .ok_or_else(|| Error::invalid("baseline", "mask: the tokenizer has no [MASK] token"))?,
+        Baseline::Pad => pad_id.ok_or_else(|| Error::invalid("baseline", "pad: the tokenizer has no [PAD] token"))?,
+        Baseline::Mask => {
+            mask_id.ok_or_else(|| Error::invalid("baseline", "mask: the tokenizer has no [MASK] token"))?
+        }
     };
-    let ids: Vec<u32> = input
-        .ids
+    let ids: Vec<i64> = ids
         .iter()
-        .zip(input.special)
-        .map(|(&id, &special)| if special { id } else { replacement })
+        .zip(special)
+        .map(|(&id, &special)| if special { id } else { replacement } as i64)
         .collect();
-    Ok(model.word_embeddings(ids_tensor(&ids, device)))
+    Ok(model.word_embeddings(Tensor::from_data(TensorData::new(ids, [batch, seq]), device)))
 }
 
 /// The model's class probabilities for one token sequence (a forward pass, no gradient): what
@@ -227,7 +256,7 @@ pub async fn baseline_probabilities(
     validate(model, input, &ExplainOptions::default())?;
     let device = model_device(model);
     let words = model.word_embeddings(ids_tensor(input.ids, &device));
-    let at_baseline = baseline_embeddings(model, input, baseline, &words, &device)?;
+    let at_baseline = baseline_embeddings(model, input, baseline, &words)?;
     let probs = read_f32(softmax(model.forward_embeds(at_baseline, None), 1)).await?;
     check_finite(&probs, "probabilities at the baseline")?;
     Ok(probs)
@@ -302,8 +331,7 @@ async fn integrated_gradients(
     target: usize,
     progress: Progress<'_>,
 ) -> Result<Explanation> {
-    let device = &model_device(model);
-    let baseline = baseline_embeddings(model, input, options.baseline, &words, device)?;
+    let baseline = baseline_embeddings(model, input, options.baseline, &words)?;
     let f_baseline = read_f32(target_probability(model, baseline.clone(), target)).await?[0];
     let f_input = probs[target];
     let (attributions, gradient_evaluations) = if options.method == Method::Adaptive {

@@ -226,6 +226,12 @@ pub struct DataSummary {
 pub struct ModelResult {
     pub name: String,
     pub role: Role,
+    /// How it was trained: independent (labels only), distill (and the teacher's logits) or
+    /// align (and the teacher's probabilities on aligned views); empty in older results.
+    pub objective: String,
+    /// Wall seconds its training took: the epochs' steps and validation passes (summed
+    /// across resumes).
+    pub train_seconds: f64,
     pub architecture: String,
     pub layers: usize,
     pub hidden: usize,
