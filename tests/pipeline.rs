@@ -342,6 +342,122 @@ fn a_killed_run_resumes_without_retraining_finished_models() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// `--training independent,distill,align`: each student three ways from the same seed, named
+/// ROLE, ROLE-distill, ROLE-align; the teacher's aligned views computed once and reused after
+/// a kill; the settings bound to the run.
+#[test]
+fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
+    let out = temp_dir("ablation");
+    let out_s = out.to_str().unwrap().to_string();
+    let args = run_args(
+        &out_s,
+        &[
+            "--epochs",
+            "2",
+            "--reference-seeds",
+            "1",
+            "--training",
+            "independent,distill,align",
+            "--align-views",
+            "both",
+        ],
+    );
+    let mut child = Command::new(trainer_bin())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once an aligned student has started training.
+    let started = Instant::now();
+    let marker = out.join("checkpoints/distilbert-align/state.json");
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the run did not get going"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended before it could be killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let cache = out.join("align/teacher_views.json");
+    let cached = std::fs::read(&cache).expect("the teacher's views are cached before any aligned student trains");
+    let views: serde_json::Value = serde_json::from_slice(&cached).unwrap();
+    assert_eq!(views["epochs"], 2);
+    assert_eq!(
+        views["attributions"].as_array().map(Vec::len),
+        views["texts"].as_u64().map(|n| n as usize)
+    );
+
+    let again = trainer(&args);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(
+        std::fs::read(&cache).unwrap(),
+        cached,
+        "the cache was reused, not recomputed"
+    );
+    let r = results(&out);
+    let names: Vec<(&str, &str)> = r
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), m.objective.as_str()))
+        .collect();
+    let mut want = vec![("teacher_bert".to_string(), "independent")];
+    for role in ["distilbert", "custom_6x512", "tinybert", "minilm", "custom_2x384"] {
+        want.push((role.to_string(), "independent"));
+        want.push((format!("{role}-distill"), "distill"));
+        want.push((format!("{role}-align"), "align"));
+    }
+    let want: Vec<(&str, &str)> = want.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+    assert_eq!(names, want);
+    for m in &r.models {
+        assert!(
+            m.similarity_mean.is_some() || m.role == Role::Teacher,
+            "{} was compared",
+            m.name
+        );
+        assert!(m.train_seconds > 0.0, "{}: training time recorded", m.name);
+    }
+    assert_eq!(
+        r.settings["training"]["objectives"],
+        serde_json::json!(["independent", "distill", "align"])
+    );
+    assert_eq!(r.settings["training"]["align"]["views"], "both");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("**align**: distill, plus"),
+        "the report says what align means"
+    );
+    assert!(
+        report.contains("| tinybert-align | align |"),
+        "the report names each objective"
+    );
+    no_partial_files(&out);
+    // Another weight is another run.
+    let other = trainer(&run_args(
+        &out_s,
+        &[
+            "--epochs",
+            "2",
+            "--reference-seeds",
+            "1",
+            "--training",
+            "independent,distill,align",
+            "--align-views",
+            "both",
+            "--align-weight",
+            "2",
+        ],
+    ));
+    assert!(!other.status.success());
+    let refused = String::from_utf8_lossy(&other.stderr);
+    assert!(refused.contains("training.align.weight: 1.0 → 2.0"), "{refused}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 fn scotus() -> PathBuf {
     root().join("../shared/data/scotus/justice.csv")
 }
@@ -473,6 +589,7 @@ fn the_same_command_gives_the_same_results() {
         for m in &mut r.models {
             m.inference_seq_per_s = 0.0;
             m.train_seq_per_s = 0.0;
+            m.train_seconds = 0.0;
         }
         r.stage_seconds.clear();
         r

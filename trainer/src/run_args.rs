@@ -511,4 +511,54 @@ mod tests {
             Positions::Padded
         );
     }
+
+    #[test]
+    fn objectives_come_from_one_place_and_align_settings_only_when_used() {
+        assert_eq!(args(&[]).objectives(), [Objective::Independent]);
+        assert_eq!(args(&["--distill"]).objectives(), [Objective::Distill]);
+        assert_eq!(args(&["--align"]).objectives(), [Objective::Align]);
+        let all = args(&["--training", "independent,distill,align"]);
+        assert_eq!(
+            all.objectives(),
+            [Objective::Independent, Objective::Distill, Objective::Align]
+        );
+        assert!(args(&["--distill"]).align_settings().is_none());
+        // Normalised: what the chosen views do not use is left out of the fingerprint.
+        let path = args(&["--align", "--align-top-k", "9"]).align_settings().unwrap();
+        assert_eq!((path.noise, path.evidence), (Some(0.3), None));
+        let evidence = args(&["--align", "--align-views", "evidence", "--align-noise", "0.9"])
+            .align_settings()
+            .unwrap();
+        assert_eq!(evidence.noise, None);
+        assert_eq!(evidence.evidence.map(|e| e.top_k), Some(5));
+        let err = args(&[
+            "--training",
+            "align,align",
+            "--distill",
+            "--align-weight",
+            "0",
+            "--align-noise",
+            "2",
+            "--align-top-k",
+            "0",
+            "--align-ig-steps",
+            "0",
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "--training lists every objective",
+            "align is listed twice",
+            "--align-weight 0",
+            "--align-noise 2",
+            "--align-top-k 0",
+            "--align-ig-steps 0",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+        let both = args(&["--distill", "--align"]).validate().unwrap_err().to_string();
+        assert!(both.contains("--align already distils"), "{both}");
+        assert!(Cli::try_parse_from(["run", "--training", "independent,teach"]).is_err());
+    }
 }
