@@ -344,7 +344,7 @@ fn a_killed_run_resumes_without_retraining_finished_models() {
 
 /// `--training independent,distill,align`: each student three ways from the same seed, named
 /// ROLE, ROLE-distill, ROLE-align; the teacher's aligned views computed once and reused after
-/// a kill; the settings bound to the run.
+/// a kill; the settings bound to the run; students that start from the teacher's layers.
 #[test]
 fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
     let out = temp_dir("ablation");
@@ -360,6 +360,7 @@ fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
             "independent,distill,align",
             "--align-views",
             "both",
+            "--init-from-teacher",
         ],
     );
     let mut child = Command::new(trainer_bin())
@@ -448,6 +449,7 @@ fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
             "independent,distill,align",
             "--align-views",
             "both",
+            "--init-from-teacher",
             "--align-weight",
             "2",
         ],

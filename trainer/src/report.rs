@@ -13,6 +13,8 @@ use astrid::schema::{
     Agreements, Calibration, Estimate, ModelResult, Role, RunResults, SimilarityMode, TextAttribution,
 };
 
+use crate::align::Objective;
+
 fn opt(v: Option<f64>) -> String {
     optional(v, 3)
 }
@@ -68,6 +70,60 @@ pub fn table(run: &RunResults) -> String {
 
 fn escape(s: &str) -> String {
     html_escape::encode_double_quoted_attribute(s).to_string()
+}
+
+/// With more than one training objective (`--training a,b,…`): each role's students side by
+/// side, so the effect of the objective is read off one table.
+fn objectives_compared_md(run: &RunResults) -> String {
+    let objectives: Vec<Objective> =
+        serde_json::from_value(run.settings["training"]["objectives"].clone()).unwrap_or_default();
+    if objectives.len() < 2 {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Training objectives compared\n\nEach role trained once per objective from the same seed and starting point. \
+         Shortcut / rationale: attribution mass on the planted shortcut word and on the rationale phrase (embedded default).\n\n\
+         | role | trained with | test acc | similarity | calibrated [95% CI] | behavioural agreement | rationale / shortcut mass | training s | verdict |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let teacher = run.teacher();
+    for role in crate::suite::ROLES.iter().skip(1) {
+        for &objective in &objectives {
+            let name = crate::train_suite::student_name(role, objective, &objectives);
+            let Some(m) = run.model(&name) else { continue };
+            let calibrated = match (m.calibrated_mean, m.calibrated_ci) {
+                (Some(x), Some([lo, hi])) => format!("{x:.2} [{lo:.2}, {hi:.2}]"),
+                _ => "—".into(),
+            };
+            let behaviour = m
+                .behaviour
+                .as_ref()
+                .and_then(|b| b.agreement.as_ref())
+                .map_or("—".to_string(), |a| format!("{:.2}", a.mean));
+            let _ = writeln!(
+                md,
+                "| {role} | {} | {:.3} | {} | {calibrated} | {behaviour} | {} / {} | {:.0} | {} |",
+                objective.name(),
+                m.accuracy,
+                opt(m.similarity_mean),
+                opt(m.rationale_mass),
+                opt(m.shortcut_mass),
+                m.train_seconds,
+                m.verdict
+            );
+        }
+    }
+    if let Some(t) = teacher {
+        let _ = writeln!(
+            md,
+            "\nThe teacher: test accuracy {:.3}, rationale / shortcut mass {} / {}, {:.0} s of training.",
+            t.accuracy,
+            opt(t.rationale_mass),
+            opt(t.shortcut_mass),
+            t.train_seconds
+        );
+    }
+    md
 }
 
 /// What each training objective of the run means, with its settings (from the fingerprint).
@@ -602,6 +658,7 @@ pub fn write(
     if let Some(c) = &run.calibration {
         md.push_str(&calibration_md(run, c));
     }
+    md.push_str(&objectives_compared_md(run));
     let _ = writeln!(
         md,
         "## Models\n\n{}| model | trained with | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
