@@ -68,6 +68,10 @@ pub enum AlignViews {
     Evidence,
     /// Both, in turn.
     Both,
+    /// Slopes along IG's path: the output's change between two points a step `--align-step`
+    /// either side of a point of the path, along a random ±1 direction over the tokens: the IG
+    /// integrand (the output's derivative per token) projected on that direction.
+    Slope,
 }
 
 /// The settings of the alignment objective (the run's fingerprint holds them).
@@ -79,6 +83,9 @@ pub struct AlignSettings {
     /// σ of the path points (path views only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub noise: Option<f64>,
+    /// The half-step of the slopes (slope views only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
     /// Evidence views only: how many of the teacher's top tokens, how they are erased, and
     /// the Gauss-Legendre steps of the teacher's IG that ranks them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,35 +170,79 @@ impl ViewPlan {
         })
     }
 
-    /// The view of training text `text` in epoch `epoch` (0-based): the kinds in turn, shifted
-    /// by one per epoch so every text sees each kind.
-    pub fn view(&self, epoch: usize, text: usize, data: &Encoded) -> View {
+    /// What training text `text` is probed with in epoch `epoch` (0-based): the kinds in turn,
+    /// shifted by one per epoch so every text sees each kind.
+    pub fn probe(&self, epoch: usize, text: usize, data: &Encoded) -> Probe {
         let (ids, special) = (&data.ids[text], &data.special[text]);
         let kinds: &[u8] = match self.settings.views {
             AlignViews::Path => &[0],
             AlignViews::Evidence => &[1, 2],
             AlignViews::Both => &[0, 1, 2],
+            AlignViews::Slope => &[3],
+        };
+        let mut rng = SplitMix64::new(
+            self.seed
+                ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (text as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        );
+        let at = |alphas: Vec<f32>| View {
+            ids: ids.clone(),
+            special: special.clone(),
+            alphas,
         };
         match kinds[(epoch + text) % kinds.len()] {
             0 => {
-                let mut rng = SplitMix64::new(
-                    self.seed
-                        ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                        ^ (text as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-                );
                 let t = rng.unit();
                 let sigma = self.settings.noise.unwrap_or(0.0);
-                View {
-                    ids: ids.clone(),
-                    special: special.clone(),
-                    alphas: ids
-                        .iter()
-                        .map(|_| (t + sigma * normal(&mut rng)).clamp(0.0, 1.0) as f32)
-                        .collect(),
+                Probe::Value(at(ids
+                    .iter()
+                    .map(|_| (t + sigma * normal(&mut rng)).clamp(0.0, 1.0) as f32)
+                    .collect()))
+            }
+            1 => Probe::Value(self.evidence[text].0.clone()),
+            2 => Probe::Value(self.evidence[text].1.clone()),
+            _ => {
+                let step = self.settings.step.unwrap_or(0.1);
+                // A point of the path far enough from its ends that both steps stay on it.
+                let t = step + (1.0 - 2.0 * step) * rng.unit();
+                let direction: Vec<f64> = special
+                    .iter()
+                    .map(|&s| {
+                        if s {
+                            0.0
+                        } else if rng.unit() < 0.5 {
+                            -1.0
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                let point = |sign: f64| direction.iter().map(|d| (t + sign * step * d) as f32).collect();
+                Probe::Slope {
+                    ahead: at(point(1.0)),
+                    behind: at(point(-1.0)),
+                    step,
                 }
             }
-            1 => self.evidence[text].0.clone(),
-            _ => self.evidence[text].1.clone(),
+        }
+    }
+}
+
+/// What the student must agree with the teacher on, for one text in one epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// The class probabilities at one view.
+    Value(View),
+    /// (p(ahead) − p(behind)) / (2·step): the slope of the class probabilities.
+    Slope { ahead: View, behind: View, step: f64 },
+}
+
+impl Probe {
+    /// The views the model runs on, in the order their logits are kept.
+    pub fn views(&self) -> Vec<&View> {
+        match self {
+            Probe::Value(v) => vec![v],
+            Probe::Slope { ahead, behind, .. } => vec![ahead, behind],
         }
     }
 }
@@ -226,7 +277,8 @@ pub fn view_logits(
     Ok(model.forward_embeds(points, Some(mask)))
 }
 
-/// The teacher's logits on each training text's view, per epoch: `[epoch][text] → logits`.
+/// The teacher's logits on each training text's probe, per epoch: `[epoch][text] → logits`
+/// of the probe's views, one after the other.
 pub struct AlignTargets {
     pub plan: ViewPlan,
     pub logits: Vec<Vec<Vec<f32>>>,
@@ -318,8 +370,19 @@ pub fn align_targets(
     let plan = ViewPlan::new(settings, seed, train, attributions.as_deref(), special_ids.1)?;
     let mut logits = Vec::with_capacity(epochs);
     for epoch in 0..epochs {
-        let views: Vec<View> = (0..train.ids.len()).map(|i| plan.view(epoch, i, train)).collect();
-        logits.push(batched_logits(teacher, &views, settings.baseline, special_ids)?);
+        let probes: Vec<Probe> = (0..train.ids.len()).map(|i| plan.probe(epoch, i, train)).collect();
+        let views: Vec<&View> = probes.iter().flat_map(Probe::views).collect();
+        let mut rows = batched_logits(teacher, &views, settings.baseline, special_ids)?.into_iter();
+        // One entry per text: its views' logits, one after the other.
+        let per_text = probes
+            .iter()
+            .map(|p| {
+                (0..p.views().len())
+                    .flat_map(|_| rows.next().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        logits.push(per_text);
     }
     let cache = AlignCache {
         format: CACHE_FORMAT,
@@ -345,7 +408,7 @@ pub fn align_targets(
 /// Logits of every view, 64 at a time, sorted by length to keep padding small.
 fn batched_logits(
     model: &EncoderClassifier,
-    views: &[View],
+    views: &[&View],
     baseline: Baseline,
     special_ids: (Option<u32>, Option<u32>),
 ) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -354,7 +417,7 @@ fn batched_logits(
     order.sort_by_key(|&i| views[i].ids.len());
     let mut out = vec![Vec::new(); views.len()];
     for chunk in order.chunks(64) {
-        let batch: Vec<&View> = chunk.iter().map(|&i| &views[i]).collect();
+        let batch: Vec<&View> = chunk.iter().map(|&i| views[i]).collect();
         let logits = view_logits(model, &batch, baseline, special_ids)?;
         let values = pollster::block_on(astrid::explain::read_f32(logits))?;
         if values.iter().any(|v| !v.is_finite()) {
@@ -457,8 +520,9 @@ mod tests {
         AlignSettings {
             views,
             weight: 1.0,
-            noise: (views != AlignViews::Evidence).then_some(0.3),
-            evidence: (views != AlignViews::Path).then_some(EvidenceSettings {
+            noise: matches!(views, AlignViews::Path | AlignViews::Both).then_some(0.3),
+            step: (views == AlignViews::Slope).then_some(0.1),
+            evidence: matches!(views, AlignViews::Evidence | AlignViews::Both).then_some(EvidenceSettings {
                 top_k: 2,
                 erasure,
                 ig_steps: 4,
@@ -484,7 +548,11 @@ mod tests {
             )
             .unwrap();
             // Text 0: epoch 0 is the view without the top tokens, epoch 1 the one with only them.
-            let (without, only) = (plan.view(0, 0, &d), plan.view(1, 0, &d));
+            let value = |p: Probe| match p {
+                Probe::Value(v) => v,
+                other => panic!("{other:?}"),
+            };
+            let (without, only) = (value(plan.probe(0, 0, &d)), value(plan.probe(1, 0, &d)));
             match erasure {
                 Erasure::Mask => {
                     assert_eq!(without.ids, [ids[0], MASK, ids[2], MASK, ids[4], ids[5]]);
@@ -511,7 +579,9 @@ mod tests {
         let d = data(4);
         let plan = ViewPlan::new(settings(AlignViews::Path, Erasure::Mask), 9, &d, None, Some(MASK)).unwrap();
         for text in 0..4 {
-            let v = plan.view(2, text, &d);
+            let Probe::Value(v) = plan.probe(2, text, &d) else {
+                panic!("path probes are values")
+            };
             assert_eq!(v.ids, d.ids[text]);
             assert_eq!(v.special, d.special[text]);
             assert_eq!(v.alphas.len(), v.ids.len());
@@ -522,8 +592,12 @@ mod tests {
                 "{:?}",
                 v.alphas
             );
-            assert_eq!(v, plan.view(2, text, &d), "same epoch and text, same view");
-            assert_ne!(v.alphas, plan.view(3, text, &d).alphas, "another epoch, another point");
+            assert_eq!(
+                Probe::Value(v.clone()),
+                plan.probe(2, text, &d),
+                "same epoch and text, same view"
+            );
+            assert_ne!(Probe::Value(v), plan.probe(3, text, &d), "another epoch, another point");
         }
         // Both: path, without, only in turn.
         let attributions: Vec<Vec<f32>> = d.ids.iter().map(|t| vec![0.0; t.len()]).collect();
@@ -535,8 +609,38 @@ mod tests {
             Some(MASK),
         )
         .unwrap();
-        let kinds: Vec<bool> = (0..3).map(|e| plan.view(e, 0, &d).ids.contains(&MASK)).collect();
+        let kinds: Vec<bool> = (0..3)
+            .map(|e| plan.probe(e, 0, &d).views()[0].ids.contains(&MASK))
+            .collect();
         assert_eq!(kinds, [false, true, true]);
+    }
+
+    #[test]
+    fn a_slope_steps_either_side_of_a_point_of_the_path_along_the_content_tokens() {
+        let d = data(4);
+        let plan = ViewPlan::new(settings(AlignViews::Slope, Erasure::Mask), 9, &d, None, Some(MASK)).unwrap();
+        let mut signs = Vec::new();
+        for text in 0..4 {
+            let Probe::Slope { ahead, behind, step } = plan.probe(1, text, &d) else {
+                panic!("slope views are slopes")
+            };
+            assert_eq!(step, 0.1);
+            assert_eq!((&ahead.ids, &behind.ids), (&d.ids[text], &d.ids[text]));
+            // The midpoint is one point of the path, every α within [0, 1].
+            let t = (ahead.alphas[0] + behind.alphas[0]) / 2.0;
+            for (p, (&a, &b)) in ahead.alphas.iter().zip(&behind.alphas).enumerate() {
+                assert!((0.0..=1.0).contains(&a) && (0.0..=1.0).contains(&b));
+                assert!(((a + b) / 2.0 - t).abs() < 1e-6, "{p}: {a} {b}");
+                let gap = a - b;
+                if d.special[text][p] {
+                    assert_eq!(gap, 0.0, "special tokens stay on the path");
+                } else {
+                    assert!((gap.abs() - 0.2).abs() < 1e-6, "{gap}");
+                    signs.push(gap > 0.0);
+                }
+            }
+        }
+        assert!(signs.contains(&true) && signs.contains(&false), "random ±1 directions");
     }
 
     #[test]
@@ -597,7 +701,7 @@ mod tests {
         let mut optimizer = burn::optim::AdamWConfig::new().init();
         let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&autodiff);
         let refs: Vec<&Vec<u32>> = d.ids.iter().collect();
-        for _ in 0..40 {
+        for _ in 0..12 {
             let (ids, mask) = batch_tensors(&refs, &autodiff);
             let labels: Vec<i64> = d.labels.iter().map(|&l| l as i64).collect();
             let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [d.labels.len()]), &autodiff);
@@ -614,7 +718,12 @@ mod tests {
         let d = data(6);
         let teacher = taught(&d, &device);
         let dir = scratch("zero");
-        for views in [AlignViews::Path, AlignViews::Evidence, AlignViews::Both] {
+        for views in [
+            AlignViews::Path,
+            AlignViews::Evidence,
+            AlignViews::Both,
+            AlignViews::Slope,
+        ] {
             std::fs::remove_file(dir.as_path().join(CACHE_FILE)).ok();
             let targets = targets_for(&teacher, &d, views, dir.as_path());
             for epoch in 0..2 {
@@ -629,7 +738,7 @@ mod tests {
                 let other = tiny(2, 16, &device);
                 let loss = align_loss(&other, &targets, &batch).unwrap();
                 let loss = pollster::block_on(astrid::explain::read_f32(loss)).unwrap()[0];
-                assert!(loss > 1e-2, "{views:?}: another model is not the teacher ({loss})");
+                assert!(loss > 1e-4, "{views:?}: another model is not the teacher ({loss})");
             }
         }
     }
@@ -640,7 +749,15 @@ mod tests {
         let d = data(8);
         let teacher = taught(&d, &device);
         let dir = scratch("gradient");
-        let targets = targets_for(&teacher, &d, AlignViews::Both, dir.as_path());
+        for views in [AlignViews::Both, AlignViews::Slope] {
+            std::fs::remove_file(dir.join(CACHE_FILE)).ok();
+            moves_toward(&d, &targets_for(&teacher, &d, views, dir.as_path()));
+        }
+    }
+
+    /// A few AdamW steps on the alignment loss alone halve it.
+    fn moves_toward(d: &Encoded, targets: &AlignTargets) {
+        let device = Device::flex();
         let autodiff = device.clone().autodiff();
         // A narrower student: the views are shared whatever the widths.
         let mut student = tiny(2, 8, &device).to_device(&autodiff).train();
@@ -649,10 +766,10 @@ mod tests {
         let loss_of = |model: &EncoderClassifier| {
             let batch = Batch {
                 texts: &texts,
-                data: &d,
+                data: d,
                 epoch: 0,
             };
-            align_loss(model, &targets, &batch).unwrap()
+            align_loss(model, targets, &batch).unwrap()
         };
         let before = pollster::block_on(astrid::explain::read_f32(loss_of(&student.valid()))).unwrap()[0];
         for _ in 0..40 {
@@ -661,7 +778,11 @@ mod tests {
             student = optimizer.step(1e-2, student, grads);
         }
         let after = pollster::block_on(astrid::explain::read_f32(loss_of(&student.valid()))).unwrap()[0];
-        assert!(after < 0.5 * before, "the loss went from {before} to {after}");
+        assert!(
+            after < 0.5 * before,
+            "{:?}: the loss went from {before} to {after}",
+            targets.plan.settings.views
+        );
     }
 
     #[test]

@@ -127,7 +127,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     pub training: Vec<Objective>,
     /// Aligned views: path (points around IG's path to the baseline, each token moved by its
-    /// own amount), evidence (the text without / with only the teacher's top tokens), or both.
+    /// own amount), evidence (the text without / with only the teacher's top tokens), both, or
+    /// slope (the output's slope along IG's path in a random ±1 direction over the tokens).
     #[arg(long, value_enum, default_value_t = AlignViews::Path)]
     pub align_views: AlignViews,
     /// Weight of the aligned-view term beside the distillation loss (above 0).
@@ -136,6 +137,10 @@ pub struct RunArgs {
     /// Path views: how far each token's position on the path strays from the text's (σ, 0 to 1).
     #[arg(long, default_value_t = 0.3)]
     pub align_noise: f64,
+    /// Slope views: half the distance between the two points whose outputs give a slope
+    /// (0 to 0.5, as a share of the path).
+    #[arg(long, default_value_t = 0.1)]
+    pub align_step: f64,
     /// Evidence views: how many of the teacher's top tokens are removed or kept (at least 1).
     #[arg(long, default_value_t = 5)]
     pub align_top_k: usize,
@@ -305,8 +310,9 @@ impl RunArgs {
         self.objectives().contains(&Objective::Align).then(|| AlignSettings {
             views: self.align_views,
             weight: self.align_weight,
-            noise: (self.align_views != AlignViews::Evidence).then_some(self.align_noise),
-            evidence: (self.align_views != AlignViews::Path).then_some(EvidenceSettings {
+            noise: matches!(self.align_views, AlignViews::Path | AlignViews::Both).then_some(self.align_noise),
+            step: (self.align_views == AlignViews::Slope).then_some(self.align_step),
+            evidence: matches!(self.align_views, AlignViews::Evidence | AlignViews::Both).then_some(EvidenceSettings {
                 top_k: self.align_top_k,
                 erasure: self.erasure,
                 ig_steps: self.align_ig_steps,
@@ -379,6 +385,10 @@ impl RunArgs {
                 self.align_noise
             )
         });
+        p.check(
+            self.align_step.is_finite() && self.align_step > 0.0 && self.align_step < 0.5,
+            || format!("--align-step {}: above 0 and below 0.5 (0.1 is usual)", self.align_step),
+        );
         p.check(self.align_top_k >= 1, || {
             format!("--align-top-k {}: at least 1", self.align_top_k)
         });

@@ -18,7 +18,7 @@ use burn_store::{BurnpackStore, ModuleSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::align::{AlignTargets, View, view_logits};
+use crate::align::{AlignTargets, Probe, View, view_logits};
 use crate::checkpoints::{CheckpointDir, EpochRecord, TrainState, save_checkpoint};
 use crate::data::split::SplitMix64;
 use astrid::files::write_atomic;
@@ -311,8 +311,9 @@ pub fn kl_divergence(teacher: Tensor<2>, student: Tensor<2>, temperature: f64) -
     (p_teacher * (log_softmax(t, 1) - log_student)).sum_dim(1).mean()
 }
 
-/// The alignment term of a batch: KL at temperature 1 between the teacher's and the student's
-/// class probabilities on each text's view of this epoch, times the weight.
+/// The alignment term of a batch, times its weight: per text, KL at temperature 1 between the
+/// teacher's and the student's class probabilities on the text's view of this epoch, or the
+/// squared difference of their slopes ([`Probe::Slope`]); averaged over the texts.
 pub fn align_loss(model: &EncoderClassifier, targets: &AlignTargets, batch: &Batch) -> anyhow::Result<Tensor<1>> {
     let device = model.device();
     let labels = model.config.num_labels;
@@ -320,21 +321,62 @@ pub fn align_loss(model: &EncoderClassifier, targets: &AlignTargets, batch: &Bat
         .logits
         .get(batch.epoch)
         .with_context(|| format!("no aligned views for epoch {}", batch.epoch + 1))?;
-    let views: Vec<View> = batch
+    let probes: Vec<Probe> = batch
         .texts
         .iter()
-        .map(|&i| targets.plan.view(batch.epoch, i, batch.data))
+        .map(|&i| targets.plan.probe(batch.epoch, i, batch.data))
         .collect();
-    let refs: Vec<&View> = views.iter().collect();
-    let student = view_logits(model, &refs, targets.plan.settings.baseline, targets.special_ids)?;
+    let views: Vec<&View> = probes.iter().flat_map(Probe::views).collect();
+    let student = view_logits(model, &views, targets.plan.settings.baseline, targets.special_ids)?;
     let flat: Vec<f32> = batch
         .texts
         .iter()
         .flat_map(|&i| epoch_logits[i].iter().copied())
         .collect();
-    let teacher =
-        Tensor::<2>::from_data(TensorData::new(flat, [batch.texts.len(), labels]), &device).without_autodiff();
-    Ok(kl_divergence(teacher, student, 1.0).mul_scalar(targets.plan.settings.weight))
+    if flat.len() != views.len() * labels {
+        bail!("the cached aligned views do not fit this batch; delete the run's align/ directory to recompute them");
+    }
+    let teacher = Tensor::<2>::from_data(TensorData::new(flat, [views.len(), labels]), &device).without_autodiff();
+    // Row indices of the value views, and of the two ends of each slope (with its step).
+    let (mut values, mut ahead, mut behind, mut steps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut row = 0i64;
+    for probe in &probes {
+        match probe {
+            Probe::Value(_) => values.push(row),
+            Probe::Slope { step, .. } => {
+                ahead.push(row);
+                behind.push(row + 1);
+                steps.push(*step as f32);
+            }
+        }
+        row += probe.views().len() as i64;
+    }
+    let rows = |r: &[i64]| Tensor::<1, Int>::from_data(TensorData::new(r.to_vec(), [r.len()]), &device);
+    let mut total: Option<Tensor<1>> = None;
+    let mut add = |term: Tensor<1>| {
+        total = Some(match total.take() {
+            Some(t) => t + term,
+            None => term,
+        })
+    };
+    if !values.is_empty() {
+        let r = rows(&values);
+        let kl = kl_divergence(teacher.clone().select(0, r.clone()), student.clone().select(0, r), 1.0);
+        add(kl.mul_scalar(values.len() as f64));
+    }
+    if !ahead.is_empty() {
+        let (a, b) = (rows(&ahead), rows(&behind));
+        let width = Tensor::<2>::from_data(TensorData::new(steps.clone(), [steps.len(), 1]), &device).mul_scalar(2.0);
+        let slope = |logits: Tensor<2>| {
+            (softmax(logits.clone().select(0, a.clone()), 1) - softmax(logits.select(0, b.clone()), 1)) / width.clone()
+        };
+        let gap = slope(student) - slope(teacher);
+        add((gap.clone() * gap).sum_dim(1).sum().reshape([1]));
+    }
+    let total = total.context("an empty batch")?;
+    Ok(total
+        .div_scalar(probes.len() as f64)
+        .mul_scalar(targets.plan.settings.weight))
 }
 
 /// The texts of one optimizer step: indices into `data`, in training epoch `epoch` (0-based).
