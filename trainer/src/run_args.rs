@@ -129,7 +129,7 @@ pub struct RunArgs {
     /// Aligned views: path (points around IG's path to the baseline, each token moved by its
     /// own amount), evidence (the text without / with only the teacher's top tokens), both, or
     /// slope (the output's slope along IG's path in a random ±1 direction over the tokens).
-    #[arg(long, value_enum, default_value_t = AlignViews::Path)]
+    #[arg(long, value_enum, default_value_t = AlignViews::Evidence)]
     pub align_views: AlignViews,
     /// Weight of the aligned-view term beside the distillation loss (above 0).
     #[arg(long, default_value_t = 1.0)]
@@ -534,9 +534,11 @@ mod tests {
         );
         assert!(args(&["--distill"]).align_settings().is_none());
         // Normalised: what the chosen views do not use is left out of the fingerprint.
-        let path = args(&["--align", "--align-top-k", "9"]).align_settings().unwrap();
+        let path = args(&["--align", "--align-views", "path", "--align-top-k", "9"])
+            .align_settings()
+            .unwrap();
         assert_eq!((path.noise, path.evidence), (Some(0.3), None));
-        let evidence = args(&["--align", "--align-views", "evidence", "--align-noise", "0.9"])
+        let evidence = args(&["--align", "--align-noise", "0.9"])
             .align_settings()
             .unwrap();
         assert_eq!(evidence.noise, None);
