@@ -457,7 +457,43 @@ fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
     assert!(!other.status.success());
     let refused = String::from_utf8_lossy(&other.stderr);
     assert!(refused.contains("training.align.weight: 1.0 → 2.0"), "{refused}");
-    std::fs::remove_dir_all(&out).unwrap();
+    // The bundle carries every model of the run, so the page shows ROLE beside ROLE-align.
+    let bundle = temp_dir("ablation-bundle");
+    let exported = trainer(&["export", "--run", &out_s, "--to", bundle.to_str().unwrap()]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let manifest = Manifest::parse(
+        &std::fs::read_to_string(bundle.join("manifest.json")).unwrap(),
+        "manifest.json",
+    )
+    .unwrap();
+    let exported: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(exported, want.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+    assert!(bundle.join("tinybert-align/model.safetensors").is_file());
+    let some = temp_dir("ablation-bundle-some");
+    let chosen = trainer(&[
+        "export",
+        "--run",
+        &out_s,
+        "--to",
+        some.to_str().unwrap(),
+        "--models",
+        "tinybert,tinybert-align",
+    ]);
+    assert!(chosen.status.success(), "{}", String::from_utf8_lossy(&chosen.stderr));
+    let manifest = Manifest::parse(
+        &std::fs::read_to_string(some.join("manifest.json")).unwrap(),
+        "manifest.json",
+    )
+    .unwrap();
+    let chosen: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(chosen, ["teacher_bert", "tinybert", "tinybert-align"]);
+    for dir in [out, bundle, some] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 fn scotus() -> PathBuf {

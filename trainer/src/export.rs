@@ -28,7 +28,8 @@ pub struct ExportArgs {
     /// How many validation texts to offer as samples.
     #[arg(long, default_value_t = 5)]
     pub samples: usize,
-    /// Only these models (comma-separated roles; the teacher is always included), for a
+    /// Only these models (comma-separated names from the run: roles, or ROLE-align and the
+    /// like after --training; the teacher is always included), for a
     /// lighter demo.
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
@@ -116,14 +117,6 @@ fn check_destination(to: &Path, run: &Path) -> anyhow::Result<()> {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    if let Some(wanted) = &args.models
-        && let Some(unknown) = wanted.iter().find(|w| !ROLES.contains(&w.as_str()))
-    {
-        bail!(
-            "--models: no model called '{unknown}'; the roles are {}",
-            ROLES.join(", ")
-        );
-    }
     if !args.run.is_dir() {
         bail!("--run {}: no such run directory", args.run.display());
     }
@@ -133,9 +126,21 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}: missing; finish `trainer run` first", results_path.display()))?,
     )
     .with_context(|| format!("{}: not the results of a run", results_path.display()))?;
+    // Every model of the run, teacher first: the suite's roles, or with `--training a,b,…`
+    // each role once per objective (ROLE-align, …).
+    let names: Vec<&str> = results.models.iter().map(|m| m.name.as_str()).collect();
+    let teacher = results.teacher().map_or(ROLES[0], |t| t.name.as_str());
+    if let Some(wanted) = &args.models
+        && let Some(unknown) = wanted.iter().find(|w| !names.contains(&w.as_str()))
+    {
+        bail!(
+            "--models: no model called '{unknown}' in this run; its models are {}",
+            names.join(", ")
+        );
+    }
     // Keeps a run from writing into the directory while it is read.
     let _reading = rundir::lock_shared(&args.run)?;
-    let teacher_dir = args.run.join("models").join(ROLES[0]);
+    let teacher_dir = args.run.join("models").join(teacher);
     if !teacher_dir.is_dir() {
         bail!(
             "{}: the run has no teacher model; the page compares every student with it. Finish `trainer run` first",
@@ -148,9 +153,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let staging = StagingDir::new(&args.to)?;
     let tokenizer = copy_file(&args.run.join(TOKENIZER_FILE), &staging.path().join(TOKENIZER_FILE))?;
     let mut models = Vec::new();
-    for role in ROLES {
-        let dir = args.run.join("models").join(role);
-        let wanted = role == ROLES[0] || args.models.as_ref().is_none_or(|m| m.iter().any(|w| w == role));
+    for &name in std::iter::once(&teacher).chain(names.iter().filter(|&&n| n != teacher)) {
+        let dir = args.run.join("models").join(name);
+        let wanted = name == teacher || args.models.as_ref().is_none_or(|m| m.iter().any(|w| w == name));
         if !dir.exists() || !wanted {
             continue;
         }
@@ -158,7 +163,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         for file in MODEL_FILES {
             files.insert(
                 file.to_string(),
-                copy_file(&dir.join(file), &staging.path().join(role).join(file))?,
+                copy_file(&dir.join(file), &staging.path().join(name).join(file))?,
             );
         }
         let config_path = dir.join(astrid::bundle::CONFIG_FILE);
@@ -167,10 +172,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: cannot read", config_path.display()))?,
         )
         .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
-        let result = results.model(role);
+        let result = results.model(name);
         models.push(ManifestModel {
-            name: role.to_string(),
-            role: if role == ROLES[0] { Role::Teacher } else { Role::Student },
+            name: name.to_string(),
+            role: if name == teacher { Role::Teacher } else { Role::Student },
             config,
             files,
             params: result.map(|r| r.params as u64),
@@ -183,7 +188,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         format: FORMAT,
         tokenizer,
         models,
-        samples: sample_texts(&args.run, args.samples)?,
+        samples: sample_texts(&args.run, teacher, args.samples)?,
         labels: Some(results.data.labels.clone()),
         results,
     };
@@ -201,8 +206,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 /// The first validation texts of the run, from the teacher's saved explanations.
-fn sample_texts(run: &Path, n: usize) -> anyhow::Result<Vec<String>> {
-    let path = run.join("explanations").join(format!("{}.jsonl", ROLES[0]));
+fn sample_texts(run: &Path, teacher: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let path = run.join("explanations").join(format!("{teacher}.jsonl"));
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut samples = Vec::new();
     for (i, line) in text.lines().take(n).enumerate() {
