@@ -197,6 +197,7 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
         patience: 1,
         seed: 0,
         distill: None,
+        class_weights: None,
     };
     let autodiff = device.clone().autodiff();
     let mut model = config.init(device).to_device(&autodiff).train();

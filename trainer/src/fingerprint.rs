@@ -118,6 +118,9 @@ pub struct TrainingSettings {
     pub objectives: Option<Vec<Objective>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub align: Option<AlignSettings>,
+    /// `--class-weight balanced`: the cross-entropy's weight per class, from the training part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -252,6 +255,7 @@ mod tests {
                 distill: None,
                 objectives: None,
                 align: None,
+                class_weights: None,
             },
             explanations: ExplanationSettings {
                 texts: 50,

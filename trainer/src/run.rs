@@ -29,8 +29,9 @@ use crate::fingerprint::{
 };
 use crate::prepare::{Loaded, check_evaluation_size, load_data, prepare};
 use crate::report;
-use crate::run_args::RunArgs;
+use crate::run_args::{ClassWeight, RunArgs};
 use crate::rundir::{self, OutDir, RUN_FILE};
+use crate::train::balanced_class_weights;
 use crate::train_suite::{TrainingRun, train_references, train_suite};
 
 fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
@@ -59,11 +60,18 @@ fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
 }
 
 /// The run's fingerprint: what its results depend on, normalised.
-fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String>) -> RunSettings {
+fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String>) -> anyhow::Result<RunSettings> {
     let data = &prepared.data;
+    let class_weights = match args.class_weight {
+        ClassWeight::None => None,
+        ClassWeight::Balanced => {
+            let labels: Vec<usize> = prepared.split.train.iter().map(|&i| data.labels[i]).collect();
+            Some(balanced_class_weights(&labels, data.label_names.len())?)
+        }
+    };
     let explained = args.explain_n.min(prepared.split.validation.len());
     let objectives = args.objectives();
-    RunSettings {
+    Ok(RunSettings {
         format: RUN_FORMAT,
         data: DataSettings {
             source: data.source.clone(),
@@ -103,6 +111,7 @@ fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String
             }),
             objectives: (objectives.len() > 1 || objectives.contains(&Objective::Align)).then_some(objectives.clone()),
             align: args.align_settings(),
+            class_weights,
         },
         explanations: ExplanationSettings {
             texts: explained,
@@ -113,7 +122,7 @@ fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String
             tolerance: (args.ig.method == Method::Adaptive).then_some(args.ig.tolerance),
             max_steps: (args.ig.method == Method::Adaptive).then_some(args.ig.max_steps),
         },
-    }
+    })
 }
 
 /// The explanations file of the untrained model of the teacher's shape (the floor).
@@ -179,7 +188,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let loaded = load_data(&args.data, &inits)?;
     check_evaluation_size(&loaded, &args.data)?;
-    let settings = run_settings(&args, &loaded, init_digests);
+    let settings = run_settings(&args, &loaded, init_digests)?;
     if found == OutDir::Run {
         check_same_run(&out, &settings)?;
     }
@@ -221,6 +230,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out: &out,
         device: &selected.device,
         workers: selected.workers,
+        class_weights: settings.training.class_weights.as_deref(),
     };
     let trained = train_suite(&training)?;
     timer.lap("training: the suite");

@@ -73,6 +73,16 @@ pub enum Suite {
     Test,
 }
 
+/// How the classes weigh in the cross-entropy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    /// Every text counts the same.
+    None,
+    /// Every class counts the same: weights n / (classes · n_c) from the training part.
+    Balanced,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetChoice {
@@ -113,6 +123,10 @@ pub struct RunArgs {
     /// Early stopping: epochs without a better validation accuracy (at least 1).
     #[arg(long, default_value_t = 2)]
     pub patience: usize,
+    /// none, or balanced: each class weighs the same in the cross-entropy (weights from the
+    /// training part; for imbalanced labels such as SCOTUS's 65/35).
+    #[arg(long, value_enum, default_value_t = ClassWeight::None)]
+    pub class_weight: ClassWeight,
     /// Train the students on the trained teacher's logits as well as the labels (the same as
     /// --training distill).
     #[arg(long)]
@@ -538,9 +552,7 @@ mod tests {
             .align_settings()
             .unwrap();
         assert_eq!((path.noise, path.evidence), (Some(0.3), None));
-        let evidence = args(&["--align", "--align-noise", "0.9"])
-            .align_settings()
-            .unwrap();
+        let evidence = args(&["--align", "--align-noise", "0.9"]).align_settings().unwrap();
         assert_eq!(evidence.noise, None);
         assert_eq!(evidence.evidence.map(|e| e.top_k), Some(5));
         let err = args(&[

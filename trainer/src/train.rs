@@ -60,6 +60,30 @@ pub struct TrainOptions {
     pub patience: usize,
     pub seed: u64,
     pub distill: Option<Distill>,
+    /// Per-class weights of the cross-entropy (`--class-weight balanced`); `None`: all 1.
+    #[serde(default)]
+    pub class_weights: Option<Vec<f32>>,
+}
+
+/// Class weights that make every class count as much in the loss (scikit-learn's
+/// "balanced"): `n / (classes · n_c)` for the `n` training labels, `n_c` of class c.
+pub fn balanced_class_weights(labels: &[usize], classes: usize) -> anyhow::Result<Vec<f64>> {
+    let mut counts = vec![0usize; classes];
+    for &l in labels {
+        if let Some(c) = counts.get_mut(l) {
+            *c += 1;
+        }
+    }
+    if let Some(empty) = counts.iter().position(|&c| c == 0) {
+        bail!(
+            "--class-weight balanced: class {} has no training text, so it cannot be weighted; drop the class or use more data",
+            empty + 1
+        );
+    }
+    Ok(counts
+        .iter()
+        .map(|&c| labels.len() as f64 / (classes as f64 * c as f64))
+        .collect())
 }
 
 /// Pads a batch to its longest text: ids `[batch, len]` and the padding mask.
@@ -184,7 +208,9 @@ pub fn train(
     if !finished(&state) {
         let steps_per_epoch = train.ids.len().div_ceil(options.batch_size.max(1));
         let total_steps = steps_per_epoch * options.epochs;
-        let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
+        let loss_fn = CrossEntropyLossConfig::new()
+            .with_weights(options.class_weights.clone())
+            .init(&autodiff);
         for epoch in state.epochs_done..options.epochs {
             let mut order: Vec<usize> = (0..train.ids.len()).collect();
             SplitMix64::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
@@ -514,4 +540,24 @@ pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {
         .with_weight_decay(options.weight_decay as f32)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(options.clip_norm as f32)))
         .init()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_class_weights_make_each_class_weigh_the_same() {
+        // 65/35 as SCOTUS: 13 texts of class 0, 7 of class 1.
+        let labels: Vec<usize> = (0..20).map(|i| usize::from(i >= 13)).collect();
+        let w = balanced_class_weights(&labels, 2).unwrap();
+        assert!(
+            (w[0] - 20.0 / 26.0).abs() < 1e-12 && (w[1] - 20.0 / 14.0).abs() < 1e-12,
+            "{w:?}"
+        );
+        // Each class's total weight is n / classes.
+        assert!((13.0 * w[0] - 10.0).abs() < 1e-9 && (7.0 * w[1] - 10.0).abs() < 1e-9);
+        let missing = balanced_class_weights(&[0, 0, 2], 3).unwrap_err().to_string();
+        assert!(missing.contains("class 2 has no training text"), "{missing}");
+    }
 }

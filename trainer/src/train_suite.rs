@@ -68,7 +68,8 @@ fn initial_model(
     })
 }
 
-fn train_options(args: &RunArgs, learning_rate: f64, seed: u64) -> TrainOptions {
+fn train_options(run: &TrainingRun, seed: u64) -> TrainOptions {
+    let (args, learning_rate) = (run.args, run.learning_rate);
     TrainOptions {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -79,6 +80,7 @@ fn train_options(args: &RunArgs, learning_rate: f64, seed: u64) -> TrainOptions 
         patience: args.patience,
         seed,
         distill: None,
+        class_weights: run.class_weights.map(|w| w.iter().map(|&x| x as f32).collect()),
     }
 }
 
@@ -94,6 +96,8 @@ pub struct TrainingRun<'a> {
     pub device: &'a Device,
     /// Threads for IG (the teacher's attributions for evidence views).
     pub workers: usize,
+    /// The cross-entropy's class weights (`--class-weight balanced`).
+    pub class_weights: Option<&'a [f64]>,
 }
 
 /// Seeds of the teacher's retrained copies: far from the suite's (seed + role index).
@@ -123,7 +127,6 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
     let TrainingRun {
         args,
         inits,
-        learning_rate,
         prepared,
         encoded,
         out,
@@ -147,7 +150,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
             &encoded.train,
             &encoded.validation,
             Guidance::default(),
-            &train_options(args, learning_rate, seed),
+            &train_options(run, seed),
             device,
             &CheckpointDir(out.join("checkpoints").join(&name)),
             args.quiet,
@@ -186,7 +189,6 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
     let TrainingRun {
         args,
         inits,
-        learning_rate,
         prepared,
         encoded,
         out,
@@ -216,7 +218,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
                     temperature: args.temperature,
                     alpha: args.alpha,
                 }),
-                ..train_options(args, learning_rate, seed)
+                ..train_options(run, seed)
             };
             let guidance = Guidance {
                 teacher_logits: teacher_train_logits.as_deref().filter(|_| objective.distills()),
