@@ -116,7 +116,7 @@ fn objectives_compared_md(run: &RunResults) -> String {
     if let Some(t) = teacher {
         let _ = writeln!(
             md,
-            "\nThe teacher: test accuracy {:.3}, rationale / shortcut mass {} / {}, {:.0} s of training.",
+            "\nThe teacher: test accuracy {:.3}, rationale / shortcut mass {} / {}, {:.0} s of training.\n",
             t.accuracy,
             opt(t.rationale_mass),
             opt(t.shortcut_mass),
@@ -154,6 +154,11 @@ fn objectives_md(run: &RunResults) -> String {
                     Some("evidence") => format!(
                         "the text without the teacher's top {} tokens and with only them (ranked by the teacher's {}-step IG)",
                         a["evidence"]["top_k"], a["evidence"]["ig_steps"]
+                    ),
+                    Some("slope") => format!(
+                        "the slope of the class probabilities along IG's path in a random ±1 direction over the tokens \
+                         (two points {} either side of a point of the path; squared error)",
+                        a["step"]
                     ),
                     _ => format!(
                         "in turn, points of IG's path (σ {}) and the text without / with only the teacher's top {} tokens",
