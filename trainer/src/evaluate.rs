@@ -19,6 +19,7 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
         TrainedModel {
             role,
             objective,
+            learning_rate,
             model,
             state,
         },
@@ -38,6 +39,7 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
             name: role.clone(),
             role: if k == 0 { Role::Teacher } else { Role::Student },
             objective: objective.name().to_string(),
+            learning_rate: *learning_rate,
             train_seconds: state.history.iter().map(|h| h.seconds).sum(),
             architecture: model.config.architecture.model_type().to_string(),
             layers: model.config.num_layers,

@@ -105,7 +105,11 @@ pub struct TrainingSettings {
     pub backend: String,
     pub epochs: usize,
     pub batch_size: usize,
+    /// The peak learning rate of every role not in `role_learning_rates`.
     pub learning_rate: f64,
+    /// Roles with another rate (started from a checkpoint: 5e-5; `--role-lr`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub role_learning_rates: BTreeMap<String, f64>,
     pub weight_decay: f64,
     pub warmup: f64,
     pub clip: f64,
@@ -248,6 +252,7 @@ mod tests {
                 epochs: 5,
                 batch_size: 16,
                 learning_rate: 5e-4,
+                role_learning_rates: BTreeMap::new(),
                 weight_decay: 0.01,
                 warmup: 0.1,
                 clip: 1.0,

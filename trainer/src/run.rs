@@ -60,7 +60,12 @@ fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
 }
 
 /// The run's fingerprint: what its results depend on, normalised.
-fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String>) -> anyhow::Result<RunSettings> {
+fn run_settings(
+    args: &RunArgs,
+    prepared: &Loaded,
+    init: BTreeMap<String, String>,
+    (learning_rate, role_learning_rates): (f64, BTreeMap<String, f64>),
+) -> anyhow::Result<RunSettings> {
     let data = &prepared.data;
     let class_weights = match args.class_weight {
         ClassWeight::None => None,
@@ -100,7 +105,8 @@ fn run_settings(args: &RunArgs, prepared: &Loaded, init: BTreeMap<String, String
             backend: args.backend.to_string(),
             epochs: args.epochs,
             batch_size: args.batch_size,
-            learning_rate: learning_rate(args),
+            learning_rate,
+            role_learning_rates,
             weight_decay: args.weight_decay,
             warmup: args.warmup,
             clip: args.clip,
@@ -149,9 +155,56 @@ impl StageTimer {
     }
 }
 
-/// The peak learning rate: given, or the default for training from scratch / fine-tuning.
-fn learning_rate(args: &RunArgs) -> f64 {
-    args.lr.unwrap_or(if args.init.is_empty() { 5e-4 } else { 5e-5 })
+/// Peak learning rates: `--lr` (default 5e-4, for training from scratch) for every role, but
+/// 5e-5 (fine-tuning) for a role started from an `--init` checkpoint when `--lr` is not given,
+/// and `--role-lr ROLE=R` above both. Returns the common rate and the roles that differ.
+fn learning_rates(
+    args: &RunArgs,
+    inits: &BTreeMap<String, PathBuf>,
+    role_lrs: &BTreeMap<String, f64>,
+) -> (f64, BTreeMap<String, f64>) {
+    let common = args.lr.unwrap_or(5e-4);
+    let mut differing = BTreeMap::new();
+    for role in crate::suite::ROLES {
+        let rate = role_lrs.get(role).copied().unwrap_or(match args.lr {
+            None if inits.contains_key(role) => 5e-5,
+            _ => common,
+        });
+        if rate != common {
+            differing.insert(role.to_string(), rate);
+        }
+    }
+    (common, differing)
+}
+
+/// `--role-lr ROLE=R` options as a map (`teacher` names the teacher's role).
+fn parse_role_lrs(specs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let Some((role, rate)) = spec.split_once('=') else {
+            bail!("--role-lr {spec}: expected ROLE=RATE, e.g. tinybert=5e-4");
+        };
+        let role = if role == "teacher" {
+            crate::suite::ROLES[0]
+        } else {
+            role
+        };
+        if !crate::suite::ROLES.contains(&role) {
+            bail!(
+                "--role-lr {spec}: unknown role '{role}'; roles are {}",
+                crate::suite::ROLES.join(", ")
+            );
+        }
+        let rate: f64 = rate
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0 && *r < 1.0)
+            .with_context(|| format!("--role-lr {spec}: the rate must be a number above 0 and below 1"))?;
+        if out.insert(role.to_string(), rate).is_some() {
+            bail!("--role-lr {spec}: {role} is given twice");
+        }
+    }
+    Ok(out)
 }
 
 /// Refuses to resume a run whose saved fingerprint differs from this command's.
@@ -181,6 +234,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("runs").join(crate::clock::timestamp()));
     let found = rundir::inspect(&out)?;
     let inits = parse_inits(&args.init)?;
+    let role_lrs = parse_role_lrs(&args.role_lr)?;
     let mut init_digests = BTreeMap::new();
     for (role, dir) in &inits {
         let digest = checkpoint_digest(dir).with_context(|| format!("--init {role}={}", dir.display()))?;
@@ -188,7 +242,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let loaded = load_data(&args.data, &inits)?;
     check_evaluation_size(&loaded, &args.data)?;
-    let settings = run_settings(&args, &loaded, init_digests)?;
+    let rates = learning_rates(&args, &inits, &role_lrs);
+    let settings = run_settings(&args, &loaded, init_digests, rates)?;
     if found == OutDir::Run {
         check_same_run(&out, &settings)?;
     }
@@ -225,6 +280,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args: &args,
         inits: &inits,
         learning_rate: settings.training.learning_rate,
+        role_learning_rates: &settings.training.role_learning_rates,
         prepared: &prepared,
         encoded: &encoded,
         out: &out,
@@ -349,5 +405,38 @@ mod tests {
         assert!(twice.to_string().contains("given twice"), "{twice}");
         let unknown = parse_inits(&["student=a".to_string()]).unwrap_err();
         assert!(unknown.to_string().contains("unknown role 'student'"), "{unknown}");
+    }
+
+    #[test]
+    fn a_role_from_a_checkpoint_fine_tunes_and_the_others_train_from_scratch() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let args = |extra: &[&str]| Cli::try_parse_from([&["run"], extra].concat()).unwrap().run;
+        let inits = parse_inits(&["teacher=a".to_string()]).unwrap();
+        let none = BTreeMap::new();
+        // --init teacher: the teacher fine-tunes at 5e-5, the students from scratch at 5e-4.
+        let (common, differing) = learning_rates(&args(&[]), &inits, &none);
+        assert_eq!(common, 5e-4);
+        assert_eq!(differing, BTreeMap::from([(crate::suite::ROLES[0].to_string(), 5e-5)]));
+        // Without --init: nothing differs (the fingerprint of earlier runs).
+        assert!(learning_rates(&args(&[]), &BTreeMap::new(), &none).1.is_empty());
+        // --lr sets every role; --role-lr one.
+        let lrs = parse_role_lrs(&["tinybert=1e-3".to_string()]).unwrap();
+        let (common, differing) = learning_rates(&args(&["--lr", "2e-4"]), &inits, &lrs);
+        assert_eq!(common, 2e-4);
+        assert_eq!(differing, BTreeMap::from([("tinybert".to_string(), 1e-3)]));
+        for (bad, why) in [
+            ("tinybert", "expected ROLE=RATE"),
+            ("student=1e-3", "unknown role 'student'"),
+            ("tinybert=2", "above 0 and below 1"),
+            ("tinybert=x", "above 0 and below 1"),
+        ] {
+            let err = parse_role_lrs(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 }

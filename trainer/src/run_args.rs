@@ -109,9 +109,14 @@ pub struct RunArgs {
     /// Texts per optimizer step (at least 1).
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Peak learning rate (default 5e-4 from scratch, 5e-5 with --init).
+    /// Peak learning rate of every role (default 5e-4 for a role trained from scratch, 5e-5
+    /// for one started from an --init checkpoint).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// One role's peak learning rate, above --lr: ROLE=RATE (repeatable; `teacher` names the
+    /// teacher's role; its retrained copies use it too).
+    #[arg(long = "role-lr", value_name = "ROLE=RATE")]
+    pub role_lr: Vec<String>,
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// Share of the steps spent warming up the learning rate, in [0, 1).

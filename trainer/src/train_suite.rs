@@ -25,6 +25,8 @@ pub struct TrainedModel {
     /// more than one way.
     pub role: String,
     pub objective: Objective,
+    /// Its peak learning rate.
+    pub learning_rate: f64,
     pub model: EncoderClassifier,
     pub state: TrainState,
 }
@@ -68,8 +70,8 @@ fn initial_model(
     })
 }
 
-fn train_options(run: &TrainingRun, seed: u64) -> TrainOptions {
-    let (args, learning_rate) = (run.args, run.learning_rate);
+fn train_options(run: &TrainingRun, role: &str, seed: u64) -> TrainOptions {
+    let (args, learning_rate) = (run.args, run.learning_rate_of(role));
     TrainOptions {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -89,7 +91,9 @@ fn train_options(run: &TrainingRun, seed: u64) -> TrainOptions {
 pub struct TrainingRun<'a> {
     pub args: &'a RunArgs,
     pub inits: &'a BTreeMap<String, PathBuf>,
+    /// The peak learning rate of every role not in `role_learning_rates`.
     pub learning_rate: f64,
+    pub role_learning_rates: &'a BTreeMap<String, f64>,
     pub prepared: &'a Prepared,
     pub encoded: &'a EncodedSplits,
     pub out: &'a Path,
@@ -98,6 +102,16 @@ pub struct TrainingRun<'a> {
     pub workers: usize,
     /// The cross-entropy's class weights (`--class-weight balanced`).
     pub class_weights: Option<&'a [f64]>,
+}
+
+impl TrainingRun<'_> {
+    /// The peak learning rate of a role (its copies and variants share it).
+    pub fn learning_rate_of(&self, role: &str) -> f64 {
+        self.role_learning_rates
+            .get(role)
+            .copied()
+            .unwrap_or(self.learning_rate)
+    }
 }
 
 /// Seeds of the teacher's retrained copies: far from the suite's (seed + role index).
@@ -150,7 +164,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
             &encoded.train,
             &encoded.validation,
             Guidance::default(),
-            &train_options(run, seed),
+            &train_options(run, &teacher_role, seed),
             device,
             &CheckpointDir(out.join("checkpoints").join(&name)),
             args.quiet,
@@ -159,6 +173,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
         copies.push(TrainedModel {
             role: name,
             objective: Objective::Independent,
+            learning_rate: run.learning_rate_of(&teacher_role),
             model: result.model,
             state: result.state,
         });
@@ -218,7 +233,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
                     temperature: args.temperature,
                     alpha: args.alpha,
                 }),
-                ..train_options(run, seed)
+                ..train_options(run, &role, seed)
             };
             let guidance = Guidance {
                 teacher_logits: teacher_train_logits.as_deref().filter(|_| objective.distills()),
@@ -272,6 +287,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
             trained.push(TrainedModel {
                 role: name,
                 objective,
+                learning_rate: run.learning_rate_of(&role),
                 model: result.model,
                 state: result.state,
             });

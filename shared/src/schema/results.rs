@@ -229,6 +229,8 @@ pub struct ModelResult {
     /// How it was trained: independent (labels only), distill (and the teacher's logits) or
     /// align (and the teacher's probabilities on aligned views); empty in older results.
     pub objective: String,
+    /// Its peak learning rate (0 in older results).
+    pub learning_rate: f64,
     /// Wall seconds its training took: the epochs' steps and validation passes (summed
     /// across resumes).
     pub train_seconds: f64,
