@@ -111,10 +111,13 @@ fn is_head(path: &str) -> bool {
     path.starts_with("pooler.") || path.starts_with("classifier.")
 }
 
-/// What loading did besides filling the model: which head weights were freshly initialised.
+/// What loading did besides filling the model: which head weights were freshly initialised,
+/// and which tensors of the file a sequence classifier has no use for (TinyBERT's general
+/// checkpoint carries `fit_denses`, its distillation projections).
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
     pub fresh_head: Vec<String>,
+    pub ignored: Vec<String>,
 }
 
 fn hf_to_astrid_store(store: SafetensorsStore, arch: Architecture) -> SafetensorsStore {
@@ -148,7 +151,9 @@ fn check_applied(result: ApplyResult, file: &str, allow_fresh_head: bool) -> Res
         .iter()
         .map(|(path, _)| path.clone())
         .partition(|p| is_head(p));
-    if !body.is_empty() || !unused.is_empty() {
+    // Extra tensors beside a complete encoder are reported and ignored; with tensors of the
+    // encoder missing, they are the clue that the checkpoint is of another kind.
+    if !body.is_empty() {
         let sample = |v: Vec<String>| v.into_iter().take(4).collect::<Vec<_>>().join(", ");
         return Err(Error::weights(
             file,
@@ -171,7 +176,12 @@ fn check_applied(result: ApplyResult, file: &str, allow_fresh_head: bool) -> Res
             ),
         ));
     }
-    Ok(LoadReport { fresh_head: head })
+    let mut ignored: Vec<String> = unused.into_iter().cloned().collect();
+    ignored.sort();
+    Ok(LoadReport {
+        fresh_head: head,
+        ignored,
+    })
 }
 
 /// Builds a model of `config` and fills it from safetensors bytes in Hugging Face layout
@@ -304,6 +314,58 @@ pub fn to_safetensors_bytes(model: &EncoderClassifier) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `bytes` with the tensors `drop` names left out and `extra` (name, [rows, cols]) added.
+    fn edited(bytes: &[u8], drop: &str, extra: &[(&str, [usize; 2])]) -> Vec<u8> {
+        let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = file
+            .iter()
+            .filter(|(name, _)| !name.contains(drop) || drop.is_empty())
+            .map(|(name, view)| (name.to_string(), view.shape().to_vec(), view.data().to_vec()))
+            .collect();
+        for (name, [r, c]) in extra {
+            tensors.push((name.to_string(), vec![*r, *c], vec![0u8; r * c * 4]));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(n, shape, data)| {
+                let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap();
+                (n.clone(), view)
+            })
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    #[test]
+    fn extra_tensors_are_reported_and_ignored_but_a_missing_layer_is_an_error() {
+        let device = Device::flex();
+        let mut config = ModelConfig::bert(1, 16, 2, 32);
+        config.vocab_size = 40;
+        config.max_position_embeddings = 16;
+        let bytes = to_safetensors_bytes(&config.init(&device)).unwrap();
+        // TinyBERT's general checkpoint: its distillation projections beside the encoder.
+        let with_extra = edited(
+            &bytes,
+            "",
+            &[("fit_denses.0.weight", [16, 16]), ("fit_denses.0.bias", [1, 16])],
+        );
+        let (_, report) = load_safetensors_bytes(&config, with_extra, "tinybert", false, &device).unwrap();
+        assert_eq!(report.ignored, ["fit_denses.0.bias", "fit_denses.0.weight"]);
+        assert!(report.fresh_head.is_empty());
+        // An encoder tensor missing: not a checkpoint of this shape, whatever else it holds.
+        let broken = edited(
+            &bytes,
+            "attention.self.query.weight",
+            &[("fit_denses.0.weight", [16, 16])],
+        );
+        let err = load_safetensors_bytes(&config, broken, "broken", false, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 model tensor(s) missing") && err.contains("fit_denses.0.weight"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn patterns_escape_and_capture_layer_indices() {

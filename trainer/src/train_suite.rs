@@ -44,6 +44,14 @@ fn initial_model(
     if let Some(dir) = inits.get(role) {
         let (model, report) = astrid::bundle::load_checkpoint_dir(dir, config.num_labels, device)
             .with_context(|| format!("--init {role}={}", dir.display()))?;
+        if !report.ignored.is_empty() {
+            eprintln!(
+                "{role}: {} tensor(s) of {} are not part of a sequence classifier and are ignored: {}",
+                report.ignored.len(),
+                dir.display(),
+                report.ignored.iter().take(6).cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
         if !report.fresh_head.is_empty() {
             eprintln!(
                 "{role}: {} has no classification head; a fresh one is trained",
