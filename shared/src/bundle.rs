@@ -127,7 +127,7 @@ impl LoadedModel {
         let files = ModelFiles {
             config_json,
             weights: read(WEIGHTS_FILE)?,
-            tokenizer_json: read(TOKENIZER_FILE)?,
+            tokenizer_json: read_tokenizer_json(dir)?,
             meta_json,
             origin: shown,
         };
@@ -171,6 +171,25 @@ impl LoadedModel {
         explain_with_progress(&self.model, &input, options, progress).await
     }
 }
+
+/// A model directory's `tokenizer.json`, or, for the older layout without one, the same built
+/// from `vocab.txt` and `tokenizer_config.json` (BERT WordPiece).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_tokenizer_json(dir: &std::path::Path) -> Result<Vec<u8>> {
+    if dir.join(TOKENIZER_FILE).exists() || !dir.join(VOCAB_FILE).exists() {
+        return read_model_file(dir, TOKENIZER_FILE);
+    }
+    let vocab_path = dir.join(VOCAB_FILE);
+    let vocab = String::from_utf8(read_model_file(dir, VOCAB_FILE)?)
+        .map_err(|_| Error::io(vocab_path.display(), "is not UTF-8 text"))?;
+    let config = std::fs::read_to_string(dir.join(TOKENIZER_CONFIG_FILE)).ok();
+    let lowercase = crate::tokenize::lowercase_from_config(config.as_deref());
+    Ok(crate::tokenize::bert_tokenizer_json(&vocab, lowercase, &vocab_path.display().to_string())?.into_bytes())
+}
+
+/// The older tokenizer layout of Hugging Face checkpoints: a WordPiece vocabulary and its settings.
+pub const VOCAB_FILE: &str = "vocab.txt";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// Reads one file of a model directory; the error names the file (and, for missing
 /// safetensors weights next to a PyTorch checkpoint, says how to convert them).

@@ -24,6 +24,78 @@ pub struct TokenizedText {
     pub truncated: bool,
 }
 
+/// The `tokenizer.json` of a BERT WordPiece tokenizer from the older checkpoint layout:
+/// `vocab.txt` (one token per line, the line number its id) and `do_lower_case` from
+/// `tokenizer_config.json` (true when absent, as in transformers' BertTokenizer). `source`
+/// names the vocabulary in errors.
+pub fn bert_tokenizer_json(vocab_txt: &str, lowercase: bool, source: &str) -> Result<String> {
+    let tokens: Vec<&str> = vocab_txt.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let error = |message: String| Error::Tokenizer {
+        source_name: source.to_string(),
+        message,
+    };
+    let mut vocab = serde_json::Map::new();
+    for (id, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return Err(error(format!(
+                "line {}: an empty token; vocab.txt holds one token per line",
+                id + 1
+            )));
+        }
+        if vocab.insert(token.to_string(), id.into()).is_some() {
+            return Err(error(format!("line {}: '{token}' appears twice", id + 1)));
+        }
+    }
+    let id = |token: &str| -> Result<u64> {
+        vocab.get(token).and_then(|v| v.as_u64()).ok_or_else(|| {
+            error(format!(
+                "has no {token} token; a BERT vocabulary needs [PAD], [UNK], [CLS], [SEP] and [MASK]"
+            ))
+        })
+    };
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut added = Vec::new();
+    for token in specials {
+        added.push(
+            serde_json::json!({"id": id(token)?, "special": true, "content": token, "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": false}),
+        );
+    }
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+            "strip_accents": null, "lowercase": lowercase},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [cls], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [sep], "tokens": ["[SEP]"]}}},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100, "vocab": vocab},
+    });
+    let text = json.to_string();
+    // Checked here, so a broken vocabulary is named now rather than at first use.
+    Tokenizer::from_bytes(text.as_bytes()).map_err(|e| error(format!("does not make a tokenizer: {e}")))?;
+    Ok(text)
+}
+
+/// `do_lower_case` of a `tokenizer_config.json` (true when absent or unreadable as such).
+pub fn lowercase_from_config(tokenizer_config: Option<&str>) -> bool {
+    tokenizer_config
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .and_then(|v| v.get("do_lower_case").and_then(|b| b.as_bool()))
+        .unwrap_or(true)
+}
+
 impl TextTokenizer {
     /// Loads `tokenizer.json` bytes; `source` names them in errors.
     pub fn from_bytes(bytes: &[u8], source: &str, max_length: usize) -> Result<Self> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use astrid::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use astrid::bundle::{CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE};
 use astrid::{Baseline, Method};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,7 +27,8 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One hash over a checkpoint directory's files (config, weights, tokenizer when present).
+/// One hash over a checkpoint directory's files (config, weights; the tokenizer's files when
+/// present).
 pub fn checkpoint_digest(dir: &Path) -> anyhow::Result<String> {
     if !dir.is_dir() {
         anyhow::bail!(
@@ -36,9 +37,15 @@ pub fn checkpoint_digest(dir: &Path) -> anyhow::Result<String> {
         );
     }
     let mut hasher = Sha256::new();
-    for name in [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE] {
+    for name in [
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        TOKENIZER_FILE,
+        VOCAB_FILE,
+        TOKENIZER_CONFIG_FILE,
+    ] {
         let path = dir.join(name);
-        if name == TOKENIZER_FILE && !path.exists() {
+        if ![CONFIG_FILE, WEIGHTS_FILE].contains(&name) && !path.exists() {
             continue;
         }
         let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use astrid::bundle::TOKENIZER_FILE;
+use astrid::bundle::{TOKENIZER_FILE, VOCAB_FILE};
 use astrid::tokenize::{TextTokenizer, TokenizedText};
 
 use crate::data::Dataset;
@@ -73,20 +73,27 @@ pub fn load_data(args: &DataArgs, init_dirs: &BTreeMap<String, PathBuf>) -> anyh
     if data.class_counts().iter().filter(|&&c| c > 0).count() < 2 {
         bail!("{}: the texts used hold a single class; use more rows", data.source);
     }
-    let source = args
-        .tokenizer
-        .clone()
-        .or_else(|| init_dirs.values().map(|d| d.join(TOKENIZER_FILE)).find(|p| p.exists()));
-    let source_tokenizer = source
-        .map(|path| {
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("{}: cannot read the tokenizer", path.display()))
-                .map(|json| {
-                    let sha = sha256_hex(json.as_bytes());
-                    (json, sha)
-                })
-        })
-        .transpose()?;
+    // `--tokenizer FILE`, or the first --init checkpoint's (its tokenizer.json, or one built
+    // from its vocab.txt): the run's fingerprint holds the SHA-256 of the JSON used.
+    let source_tokenizer = match &args.tokenizer {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the tokenizer", path.display()))?,
+        ),
+        None => init_dirs
+            .values()
+            .find(|d| d.join(TOKENIZER_FILE).exists() || d.join(VOCAB_FILE).exists())
+            .map(|d| {
+                astrid::bundle::read_tokenizer_json(d)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|bytes| String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("not UTF-8 text")))
+                    .with_context(|| format!("{}: cannot read the tokenizer", d.display()))
+            })
+            .transpose()?,
+    }
+    .map(|json| {
+        let sha = sha256_hex(json.as_bytes());
+        (json, sha)
+    });
     Ok(Loaded {
         data,
         split,

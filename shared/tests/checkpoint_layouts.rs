@@ -1,0 +1,121 @@
+//! Hugging Face checkpoint directories in the layouts seen in the wild, from the committed
+//! tiny BERT fixture: the older tokenizer files (`vocab.txt` + `tokenizer_config.json`) in
+//! place of `tokenizer.json`, and `pytorch_model.bin` alone.
+
+use std::path::{Path, PathBuf};
+
+use astrid::LoadedModel;
+use astrid::bundle::{TOKENIZER_CONFIG_FILE, VOCAB_FILE, read_tokenizer_json};
+use burn::tensor::Device;
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_bert")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("astrid-layouts-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The fixture's vocabulary as vocab.txt: token by id, one per line.
+fn vocab_txt() -> String {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture_dir().join("tokenizer.json")).unwrap()).unwrap();
+    let vocab = json["model"]["vocab"].as_object().unwrap();
+    let mut tokens: Vec<(u64, &str)> = vocab.iter().map(|(t, id)| (id.as_u64().unwrap(), t.as_str())).collect();
+    tokens.sort();
+    assert!(
+        tokens.iter().enumerate().all(|(i, (id, _))| *id == i as u64),
+        "ids 0..n"
+    );
+    tokens.iter().map(|(_, t)| format!("{t}\n")).collect()
+}
+
+/// A checkpoint directory with the fixture's weights and config, and `extra` files.
+fn checkpoint(name: &str, extra: &[(&str, &[u8])]) -> PathBuf {
+    let dir = scratch(name);
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture_dir().join(file), dir.join(file)).unwrap();
+    }
+    for (file, bytes) in extra {
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+    dir
+}
+
+fn load(dir: &Path) -> astrid::Result<LoadedModel> {
+    LoadedModel::from_dir(dir, Some(64), &Device::flex())
+}
+
+#[test]
+fn vocab_txt_without_tokenizer_json_tokenizes_as_the_fast_tokenizer_does() {
+    let vocab = vocab_txt();
+    let dir = checkpoint("vocab", &[(VOCAB_FILE, vocab.as_bytes())]);
+    let reference = load(&fixture_dir()).unwrap();
+    let built = load(&dir).unwrap();
+    for text in [
+        "The officers searched the home without a warrant.",
+        "NOTABLY, the appeal was filed after the statutory deadline; unbelievably late!",
+        "Ünïcödé and emojis 🙂 and numbers 12345",
+    ] {
+        let (a, b) = (
+            reference.tokenizer.encode(text).unwrap(),
+            built.tokenizer.encode(text).unwrap(),
+        );
+        assert_eq!(a.ids, b.ids, "{text}");
+        assert_eq!(a.special, b.special, "{text}");
+    }
+    // do_lower_case false keeps the case: capitalised words are other pieces (or unknown).
+    let cased = checkpoint(
+        "cased",
+        &[
+            (VOCAB_FILE, vocab.as_bytes()),
+            (TOKENIZER_CONFIG_FILE, br#"{"do_lower_case": false}"#),
+        ],
+    );
+    let cased_model = load(&cased).unwrap();
+    let text = "The Officers";
+    assert_ne!(
+        cased_model.tokenizer.encode(text).unwrap().ids,
+        reference.tokenizer.encode(text).unwrap().ids
+    );
+    for dir in [dir, cased] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn a_vocabulary_without_the_special_tokens_is_named() {
+    let vocab: String = vocab_txt()
+        .lines()
+        .filter(|t| *t != "[MASK]")
+        .map(|t| format!("{t}\n"))
+        .collect();
+    let dir = checkpoint("no-mask", &[(VOCAB_FILE, vocab.as_bytes())]);
+    let err = read_tokenizer_json(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("vocab.txt") && err.contains("has no [MASK] token"),
+        "{err}"
+    );
+    let twice = format!("{}[CLS]\n", vocab_txt());
+    std::fs::write(dir.join(VOCAB_FILE), twice).unwrap();
+    let err = read_tokenizer_json(&dir).unwrap_err().to_string();
+    assert!(err.contains("'[CLS]' appears twice"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn only_pytorch_model_bin_says_to_convert_it() {
+    let dir = scratch("bin");
+    std::fs::copy(fixture_dir().join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(fixture_dir().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    std::fs::write(dir.join("pytorch_model.bin"), b"PK\x03\x04 a pickle").unwrap();
+    let err = load(&dir).err().expect("no safetensors").to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("convert it to safetensors"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
