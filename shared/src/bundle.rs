@@ -126,7 +126,7 @@ impl LoadedModel {
         };
         let files = ModelFiles {
             config_json,
-            weights: read(WEIGHTS_FILE)?,
+            weights: read_weights(dir)?,
             tokenizer_json: read_tokenizer_json(dir)?,
             meta_json,
             origin: shown,
@@ -187,6 +187,73 @@ pub fn read_tokenizer_json(dir: &std::path::Path) -> Result<Vec<u8>> {
     Ok(crate::tokenize::bert_tokenizer_json(&vocab, lowercase, &vocab_path.display().to_string())?.into_bytes())
 }
 
+/// The index of a checkpoint saved in shards (`model-00001-of-00002.safetensors`, …).
+pub const SHARD_INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// A model directory's weights as one safetensors buffer: `model.safetensors`, or the shards
+/// that `model.safetensors.index.json` lists, merged. Shards must be plain file names in the
+/// directory; every tensor must be in the shard the index names.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_weights(dir: &std::path::Path) -> Result<Vec<u8>> {
+    let index_path = dir.join(SHARD_INDEX_FILE);
+    if dir.join(WEIGHTS_FILE).exists() || !index_path.exists() {
+        return read_model_file(dir, WEIGHTS_FILE);
+    }
+    let shown = index_path.display().to_string();
+    let index: serde_json::Value = serde_json::from_slice(&read_model_file(dir, SHARD_INDEX_FILE)?)
+        .map_err(|e| Error::io(&shown, format!("not valid JSON: {e}")))?;
+    let map = index
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::io(&shown, "has no \"weight_map\" object (tensor name → shard file)"))?;
+    let mut shards: Vec<&str> = Vec::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| Error::io(&shown, format!("weight_map.{tensor}: not a file name")))?;
+        let plain = std::path::Path::new(file).file_name().and_then(|n| n.to_str()) == Some(file);
+        if !plain || !file.ends_with(".safetensors") {
+            return Err(Error::io(
+                &shown,
+                format!("weight_map.{tensor}: '{file}' is not a .safetensors file of this directory"),
+            ));
+        }
+        if !shards.contains(&file) {
+            shards.push(file);
+        }
+    }
+    let buffers: Vec<(String, Vec<u8>)> = shards
+        .iter()
+        .map(|&f| read_model_file(dir, f).map(|b| (f.to_string(), b)))
+        .collect::<Result<_>>()?;
+    let mut tensors = Vec::new();
+    for (file, bytes) in &buffers {
+        let shard = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+            Error::weights(
+                dir.join(file).display().to_string(),
+                format!("not a readable safetensors file: {e}"),
+            )
+        })?;
+        for (name, view) in shard.tensors() {
+            if map.get(&name).and_then(|f| f.as_str()) != Some(file.as_str()) {
+                return Err(Error::weights(
+                    dir.join(file).display().to_string(),
+                    format!("holds '{name}', which {SHARD_INDEX_FILE} does not place in this shard"),
+                ));
+            }
+            tensors.push((name, view));
+        }
+    }
+    if let Some(missing) = map.keys().find(|k| !tensors.iter().any(|(n, _)| n == *k)) {
+        return Err(Error::weights(
+            &shown,
+            format!("lists '{missing}', which is in none of the shards"),
+        ));
+    }
+    safetensors::serialize(tensors, None)
+        .map_err(|e| Error::weights(&shown, format!("the shards could not be merged: {e}")))
+}
+
 /// The older tokenizer layout of Hugging Face checkpoints: a WordPiece vocabulary and its settings.
 pub const VOCAB_FILE: &str = "vocab.txt";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
@@ -223,7 +290,7 @@ pub fn load_checkpoint_dir(
         .map_err(|_| Error::io(&config_path, "is not UTF-8 text"))?;
     let mut config = ModelConfig::from_hf_json(&config_json, &config_path)?;
     config.num_labels = num_labels;
-    let weights = read_model_file(dir, WEIGHTS_FILE)?;
+    let weights = read_weights(dir)?;
     load_safetensors_bytes(
         &config,
         weights,

@@ -119,3 +119,64 @@ fn only_pytorch_model_bin_says_to_convert_it() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The fixture's weights split into two shards with their index; `edit` may change the index.
+fn sharded(name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let dir = scratch(name);
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture_dir().join(file), dir.join(file)).unwrap();
+    }
+    let bytes = std::fs::read(fixture_dir().join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let half = names.len() / 2;
+    let mut map = serde_json::Map::new();
+    for (k, part) in [&names[..half], &names[half..]].into_iter().enumerate() {
+        let shard = format!("model-0000{}-of-00002.safetensors", k + 1);
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            part.iter().map(|n| (n.clone(), file.tensor(n).unwrap())).collect();
+        std::fs::write(dir.join(&shard), safetensors::serialize(views, None).unwrap()).unwrap();
+        for n in part {
+            map.insert(n.clone(), shard.clone().into());
+        }
+    }
+    let mut index = serde_json::json!({"metadata": {"total_size": bytes.len()}, "weight_map": map});
+    edit(&mut index);
+    std::fs::write(dir.join(astrid::bundle::SHARD_INDEX_FILE), index.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn sharded_weights_load_as_the_single_file_does() {
+    let dir = sharded("shards", |_| {});
+    let whole = load(&fixture_dir()).unwrap();
+    let parts = load(&dir).unwrap();
+    let text = "The officers searched the home without a warrant.";
+    let probs = |m: &LoadedModel| {
+        let t = m.tokenizer.encode(text).unwrap();
+        pollster::block_on(astrid::explain::probabilities(&m.model, &t.ids)).unwrap()
+    };
+    assert_eq!(probs(&whole), probs(&parts));
+    // A shard missing, a tensor the index does not list, a path out of the directory: named.
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = load(&dir).err().unwrap().to_string();
+    assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+    let escape = sharded("escape", |index| {
+        let map = index["weight_map"].as_object_mut().unwrap();
+        let first = map.keys().next().unwrap().clone();
+        map.insert(first, "../model.safetensors".into());
+    });
+    let err = load(&escape).err().unwrap().to_string();
+    assert!(err.contains("not a .safetensors file of this directory"), "{err}");
+    let unlisted = sharded("unlisted", |index| {
+        let map = index["weight_map"].as_object_mut().unwrap();
+        let first = map.keys().next().unwrap().clone();
+        map.remove(&first);
+    });
+    let err = load(&unlisted).err().unwrap().to_string();
+    assert!(err.contains("does not place in this shard"), "{err}");
+    for d in [dir, escape, unlisted] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -45,10 +45,13 @@ pub fn checkpoint_digest(dir: &Path) -> anyhow::Result<String> {
         TOKENIZER_CONFIG_FILE,
     ] {
         let path = dir.join(name);
-        if ![CONFIG_FILE, WEIGHTS_FILE].contains(&name) && !path.exists() {
-            continue;
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let bytes = match name {
+            // One file or shards: the weights as loaded.
+            WEIGHTS_FILE => astrid::bundle::read_weights(dir)?,
+            CONFIG_FILE => std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+            _ if !path.exists() => continue,
+            _ => std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+        };
         hasher.update(name.as_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
