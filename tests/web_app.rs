@@ -17,7 +17,9 @@ use astrid_e2e::{cosine, floats, root, trainer, trainer_json};
 
 const TEXT: &str =
     "The petitioner argued that the search of the vehicle violated the Fourth Amendment, and the court agreed.";
-const MODELS: [&str; 2] = ["teacher_bert", "custom_2x384"];
+/// The teacher, a student, and the same student aligned with the teacher's reasons (what the
+/// Pages demo shows side by side).
+const MODELS: [&str; 3] = ["teacher_bert", "custom_2x384", "custom_2x384-align"];
 const STEPS: &str = "16";
 
 /// One Chromium at a time: SwiftShader on a 2-core machine is slow enough alone.
@@ -83,6 +85,8 @@ fn bundle() -> &'static Bundle {
             "4",
             "--max-length",
             "48",
+            "--training",
+            "independent,align",
             "--quiet",
         ]);
         assert!(
@@ -98,7 +102,7 @@ fn bundle() -> &'static Bundle {
             "--to",
             models.to_str().unwrap(),
             "--models",
-            MODELS[1],
+            &MODELS[1..].join(","),
         ]);
         assert!(
             out.status.success(),
@@ -375,7 +379,8 @@ fn check_teacher_evidence_removed(page: &serde_json::Value) {
 fn page_url(server: &Server) -> String {
     format!(
         "http://127.0.0.1:{}/index.html?models={}&n_steps={STEPS}",
-        server.port, MODELS[1]
+        server.port,
+        MODELS[1..].join(",")
     )
 }
 
@@ -428,6 +433,17 @@ fn explains_on_the_cpu_fallback_like_the_trainer() {
         badge.contains("CPU") && badge.contains("no WebGPU adapter"),
         "backend badge: {badge}"
     );
+    // The leaderboard lists the aligned student beside the independent one, each with how it
+    // was trained and the rule's verdict.
+    let rows: Vec<Vec<String>> = serde_json::from_value(page["leaderboard"].clone()).expect("leaderboard rows");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("{name}: {rows:?}"))
+    };
+    assert_eq!(row("custom_2x384")[1], "independent");
+    assert_eq!(row("custom_2x384-align")[1], "align");
+    assert!(!row("custom_2x384-align").last().unwrap().is_empty(), "a verdict");
 }
 
 #[test]

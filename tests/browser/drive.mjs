@@ -153,6 +153,7 @@ try {
   out.notices = await evaluate(`[...document.querySelectorAll('.notice')].map(e => e.textContent)`);
   out.injected = await evaluate(`window.injected ?? null`);
   out.rows = await evaluate(`[...document.querySelectorAll('#results .row')].map(r => r.dataset.model)`);
+  out.leaderboard = await evaluate(`[...document.querySelectorAll('#leaderboard tbody tr')].map(r => [...r.cells].map(c => c.textContent))`);
   if (opt.screenshot) {
     const s = await send('Page.captureScreenshot', { format: 'png' }, session);
     writeFileSync(opt.screenshot, Buffer.from(s.data, 'base64'));
