@@ -703,7 +703,8 @@ mod tests {
 
     /// A tiny model trained a little on the labels, so its probabilities are far from uniform
     /// (an untrained one gives ~0.5 everywhere, and any two such models nearly agree).
-    fn taught(d: &Encoded, device: &Device) -> EncoderClassifier {
+    /// `flip` trains it on the opposite labels: a model that disagrees with the teacher.
+    fn taught(d: &Encoded, device: &Device, flip: bool) -> EncoderClassifier {
         let autodiff = device.clone().autodiff();
         let mut model = tiny(1, 16, device).to_device(&autodiff).train();
         let mut optimizer = burn::optim::AdamWConfig::new().init();
@@ -711,7 +712,7 @@ mod tests {
         let refs: Vec<&Vec<u32>> = d.ids.iter().collect();
         for _ in 0..12 {
             let (ids, mask) = batch_tensors(&refs, &autodiff);
-            let labels: Vec<i64> = d.labels.iter().map(|&l| l as i64).collect();
+            let labels: Vec<i64> = d.labels.iter().map(|&l| (l ^ usize::from(flip)) as i64).collect();
             let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [d.labels.len()]), &autodiff);
             let (loss, _) = crate::train::batch_loss(&model, &loss_fn, ids, mask, targets, None);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -724,7 +725,7 @@ mod tests {
     fn the_alignment_loss_is_zero_for_the_teacher_itself() {
         let device = Device::flex();
         let d = data(6);
-        let teacher = taught(&d, &device);
+        let teacher = taught(&d, &device, false);
         let dir = scratch("zero");
         for views in [
             AlignViews::Path,
@@ -743,10 +744,13 @@ mod tests {
                 let loss = align_loss(&teacher, &targets, &batch).unwrap();
                 let loss = pollster::block_on(astrid::explain::read_f32(loss)).unwrap()[0];
                 assert!(loss.abs() < 1e-6, "{views:?} epoch {epoch}: {loss}");
-                let other = tiny(2, 16, &device);
+                let other = taught(&d, &device, true);
                 let loss = align_loss(&other, &targets, &batch).unwrap();
                 let loss = pollster::block_on(astrid::explain::read_f32(loss)).unwrap()[0];
-                assert!(loss > 1e-4, "{views:?}: another model is not the teacher ({loss})");
+                assert!(
+                    loss > 1e-3,
+                    "{views:?}: a model that disagrees is not the teacher ({loss})"
+                );
             }
         }
     }
@@ -755,7 +759,7 @@ mod tests {
     fn the_alignment_gradient_moves_a_student_toward_the_teachers_views() {
         let device = Device::flex();
         let d = data(8);
-        let teacher = taught(&d, &device);
+        let teacher = taught(&d, &device, false);
         let dir = scratch("gradient");
         for views in [AlignViews::Both, AlignViews::Slope] {
             std::fs::remove_file(dir.join(CACHE_FILE)).ok();
