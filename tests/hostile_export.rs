@@ -91,6 +91,26 @@ fn export_needs_the_teacher() {
     assert!(!base.join("bundle").exists());
 }
 
+/// A results.json edited to name a model "../x" does not make export write outside its bundle.
+#[test]
+fn export_refuses_model_names_that_are_not_plain() {
+    let base = scratch("export-names");
+    let run = base.join("run");
+    copy_dir(finished_run(), &run);
+    let path = run.join("results.json");
+    let mut results: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    results["models"][1]["name"] = "../escaped".into();
+    std::fs::write(&path, serde_json::to_vec(&results).unwrap()).unwrap();
+    refused(
+        &export(&run, &base.join("bundle")),
+        &[
+            "model name '../escaped' is not a plain directory name",
+            "Nothing was written",
+        ],
+    );
+    assert!(!base.join("bundle").exists() && !base.join("escaped").exists());
+}
+
 /// Defect 9 (export): a failure after staging began removes the staging directory, and a
 /// staging directory of an export that was killed is removed by the next one.
 #[test]

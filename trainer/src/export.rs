@@ -129,6 +129,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     // Every model of the run, teacher first: the suite's roles, or with `--training a,b,…`
     // each role once per objective (ROLE-align, …).
     let names: Vec<&str> = results.models.iter().map(|m| m.name.as_str()).collect();
+    // Names become directories of the bundle: plain names only (results.json may be edited).
+    if let Some(bad) = names.iter().find(|n| {
+        n.is_empty() || n.starts_with('.') || !n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    }) {
+        bail!(
+            "{}: model name '{bad}' is not a plain directory name (letters, digits, _ - .); \
+             this is not a results.json that trainer run wrote. Nothing was written",
+            results_path.display()
+        );
+    }
     let teacher = results.teacher().map_or(ROLES[0], |t| t.name.as_str());
     if let Some(wanted) = &args.models
         && let Some(unknown) = wanted.iter().find(|w| !names.contains(&w.as_str()))
