@@ -111,12 +111,21 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration:
                 ),
             }
         }
-        None => Decision {
-            recommended: None,
-            explanation: format!(
-                "{preamble}No student passes the rule (accuracy ≥ {min_accuracy}, {rule}); see each verdict. Keep the teacher, or train the students longer / with --distill."
-            ),
-        },
+        None => {
+            // What to try next depends on what this run already tried.
+            let advice = if results.iter().any(|r| r.objective == "align") {
+                "Keep the teacher, or train the students longer"
+            } else {
+                "Keep the teacher, or train the students with --align (distillation plus the teacher's outputs on views of \
+                 its evidence: it raised every student's similarity on the embedded default) or longer"
+            };
+            Decision {
+                recommended: None,
+                explanation: format!(
+                    "{preamble}No student passes the rule (accuracy ≥ {min_accuracy}, {rule}); see each verdict. {advice}."
+                ),
+            }
+        }
     }
 }
 
@@ -180,6 +189,15 @@ mod tests {
             None,
         );
         assert_eq!(d.recommended, None);
+        // Nobody was aligned: the advice names --align; once a student was, it does not.
+        assert!(d.explanation.contains("--align"), "{}", d.explanation);
+        results[2].objective = "align".into();
+        let strict = Thresholds {
+            min_accuracy: 0.95,
+            ..Thresholds::default()
+        };
+        let again = decide(&mut results, &strict, None);
+        assert!(!again.explanation.contains("--align"), "{}", again.explanation);
         assert!(d.explanation.contains("No student passes"));
         assert_eq!(results[0].verdict, "teacher (reference)");
     }
