@@ -197,7 +197,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
 }
 
 /// A student's name: its role, or `ROLE-OBJECTIVE` when the run trains each role several ways
-/// (the first listed objective keeps the plain name only when it is independent).
+/// (the independent one keeps the plain role name).
 pub fn student_name(role: &str, objective: Objective, objectives: &[Objective]) -> String {
     if objectives.len() == 1 || objective == Objective::Independent {
         role.to_string()
