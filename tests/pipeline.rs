@@ -282,20 +282,15 @@ fn run_on_the_embedded_default_then_export() {
     std::fs::remove_dir_all(&bundle).unwrap();
 }
 
-#[test]
-fn a_killed_run_resumes_without_retraining_finished_models() {
-    let out = temp_dir("resume");
-    let out_s = out.to_str().unwrap().to_string();
-    let args = run_args(&out_s, &["--epochs", "3", "--patience", "5"]);
+/// Runs `trainer args` and kills it (SIGKILL) as soon as `marker` exists.
+fn kill_once_written(args: &[&str], marker: &Path) {
     let mut child = Command::new(trainer_bin())
-        .args(&args)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once the teacher is finished and the next model has started.
     let started = Instant::now();
-    let marker = out.join("checkpoints/distilbert/state.json");
     while !marker.exists() {
         assert!(
             started.elapsed() < Duration::from_secs(600),
@@ -304,10 +299,19 @@ fn a_killed_run_resumes_without_retraining_finished_models() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the run ended before it could be killed: {status}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_without_retraining_finished_models() {
+    let out = temp_dir("resume");
+    let out_s = out.to_str().unwrap().to_string();
+    let args = run_args(&out_s, &["--epochs", "3", "--patience", "5"]);
+    // Kill it once the teacher is finished and the next model has started.
+    kill_once_written(&args, &out.join("checkpoints/distilbert/state.json"));
     let state = |role: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(out.join(format!("checkpoints/{role}/state.json"))).unwrap())
             .unwrap()
@@ -363,27 +367,8 @@ fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
             "--init-from-teacher",
         ],
     );
-    let mut child = Command::new(trainer_bin())
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill it once an aligned student has started training.
-    let started = Instant::now();
-    let marker = out.join("checkpoints/distilbert-align/state.json");
-    while !marker.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the run did not get going"
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended before it could be killed: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_once_written(&args, &out.join("checkpoints/distilbert-align/state.json"));
     let cache = out.join("align/teacher_views.json");
     let cached = std::fs::read(&cache).expect("the teacher's views are cached before any aligned student trains");
     let views: serde_json::Value = serde_json::from_slice(&cached).unwrap();

@@ -694,6 +694,11 @@ mod tests {
     }
 
     fn targets_for(teacher: &EncoderClassifier, d: &Encoded, views: AlignViews, out: &Path) -> AlignTargets {
+        targets_of(teacher, "teacher-sha", d, views, out)
+    }
+
+    /// [`align_targets`] for a teacher whose weights hash to `sha`.
+    fn targets_of(teacher: &EncoderClassifier, sha: &str, d: &Encoded, views: AlignViews, out: &Path) -> AlignTargets {
         let inputs = AlignInputs {
             settings: settings(views, Erasure::Mask),
             seed: 3,
@@ -703,7 +708,12 @@ mod tests {
             workers: 1,
             quiet: true,
         };
-        align_targets(teacher, "teacher-sha", &inputs, out).unwrap()
+        align_targets(teacher, sha, &inputs, out).unwrap()
+    }
+
+    /// A one-element loss read back.
+    fn value(loss: Tensor<1>) -> f32 {
+        pollster::block_on(astrid::explain::read_f32(loss)).unwrap()[0]
     }
 
     /// A tiny model trained a little on the labels, so its probabilities are far from uniform
@@ -731,6 +741,7 @@ mod tests {
         let device = Device::flex();
         let d = data(6);
         let teacher = taught(&d, &device, false);
+        let other = taught(&d, &device, true);
         let dir = scratch("zero");
         for views in [
             AlignViews::Path,
@@ -738,7 +749,7 @@ mod tests {
             AlignViews::Both,
             AlignViews::Slope,
         ] {
-            std::fs::remove_file(dir.as_path().join(CACHE_FILE)).ok();
+            std::fs::remove_file(dir.join(CACHE_FILE)).ok();
             let targets = targets_for(&teacher, &d, views, dir.as_path());
             for epoch in 0..2 {
                 let batch = Batch {
@@ -746,12 +757,9 @@ mod tests {
                     data: &d,
                     epoch,
                 };
-                let loss = align_loss(&teacher, &targets, &batch).unwrap();
-                let loss = pollster::block_on(astrid::explain::read_f32(loss)).unwrap()[0];
+                let loss = value(align_loss(&teacher, &targets, &batch).unwrap());
                 assert!(loss.abs() < 1e-6, "{views:?} epoch {epoch}: {loss}");
-                let other = taught(&d, &device, true);
-                let loss = align_loss(&other, &targets, &batch).unwrap();
-                let loss = pollster::block_on(astrid::explain::read_f32(loss)).unwrap()[0];
+                let loss = value(align_loss(&other, &targets, &batch).unwrap());
                 assert!(
                     loss > 1e-3,
                     "{views:?}: a model that disagrees is not the teacher ({loss})"
@@ -789,7 +797,7 @@ mod tests {
             };
             align_loss(model, targets, &batch).unwrap()
         };
-        let before = pollster::block_on(astrid::explain::read_f32(loss_of(&student.valid()))).unwrap()[0];
+        let before = value(loss_of(&student.valid()));
         assert!(
             before > 1e-4,
             "{:?}: the teacher's targets are too flat to test ({before})",
@@ -800,7 +808,7 @@ mod tests {
             let grads = GradientsParams::from_grads(loss.backward(), &student);
             student = optimizer.step(1e-2, student, grads);
         }
-        let after = pollster::block_on(astrid::explain::read_f32(loss_of(&student.valid()))).unwrap()[0];
+        let after = value(loss_of(&student.valid()));
         assert!(
             after < 0.5 * before,
             "{:?}: the loss went from {before} to {after}",
@@ -826,16 +834,7 @@ mod tests {
         assert_eq!(second.logits[1][4], [7.0, -7.0]);
         assert_eq!(second.logits[0], first.logits[0]);
         // Another teacher: recomputed.
-        let inputs = AlignInputs {
-            settings: settings(AlignViews::Evidence, Erasure::Mask),
-            seed: 3,
-            epochs: 2,
-            train: &d,
-            special_ids: (Some(0), Some(MASK)),
-            workers: 1,
-            quiet: true,
-        };
-        let third = align_targets(&teacher, "another-teacher", &inputs, dir.as_path()).unwrap();
+        let third = targets_of(&teacher, "another-teacher", &d, AlignViews::Evidence, dir.as_path());
         assert_eq!(third.logits, first.logits);
     }
 }

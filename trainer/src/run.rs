@@ -34,24 +34,30 @@ use crate::rundir::{self, OutDir, RUN_FILE};
 use crate::train::balanced_class_weights;
 use crate::train_suite::{TrainingRun, train_references, train_suite};
 
+/// `ROLE=VALUE` of a per-role option, the role checked (`teacher` names the teacher's role
+/// whatever the suite calls it); `expected` completes "expected ROLE=" in the error.
+fn role_and_value<'a>(option: &str, spec: &'a str, expected: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    let Some((role, value)) = spec.split_once('=') else {
+        bail!("{option} {spec}: expected ROLE={expected}");
+    };
+    let role = if role == "teacher" {
+        crate::suite::ROLES[0]
+    } else {
+        role
+    };
+    if !crate::suite::ROLES.contains(&role) {
+        bail!(
+            "{option} {spec}: unknown role '{role}'; roles are {}",
+            crate::suite::ROLES.join(", ")
+        );
+    }
+    Ok((role, value))
+}
+
 fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for spec in specs {
-        let Some((role, dir)) = spec.split_once('=') else {
-            bail!("--init {spec}: expected ROLE=DIR, e.g. teacher_bert=checkpoints/bert-base-uncased");
-        };
-        // `teacher` names the teacher's role whatever the suite calls it.
-        let role = if role == "teacher" {
-            crate::suite::ROLES[0]
-        } else {
-            role
-        };
-        if !crate::suite::ROLES.contains(&role) {
-            bail!(
-                "--init {spec}: unknown role '{role}'; roles are {}",
-                crate::suite::ROLES.join(", ")
-            );
-        }
+        let (role, dir) = role_and_value("--init", spec, "DIR, e.g. teacher_bert=checkpoints/bert-base-uncased")?;
         if out.insert(role.to_string(), PathBuf::from(dir)).is_some() {
             bail!("--init {spec}: {role} is given twice; give one checkpoint per role");
         }
@@ -181,20 +187,7 @@ fn learning_rates(
 fn parse_role_lrs(specs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     for spec in specs {
-        let Some((role, rate)) = spec.split_once('=') else {
-            bail!("--role-lr {spec}: expected ROLE=RATE, e.g. tinybert=5e-4");
-        };
-        let role = if role == "teacher" {
-            crate::suite::ROLES[0]
-        } else {
-            role
-        };
-        if !crate::suite::ROLES.contains(&role) {
-            bail!(
-                "--role-lr {spec}: unknown role '{role}'; roles are {}",
-                crate::suite::ROLES.join(", ")
-            );
-        }
+        let (role, rate) = role_and_value("--role-lr", spec, "RATE, e.g. tinybert=5e-4")?;
         let rate: f64 = rate
             .parse()
             .ok()
