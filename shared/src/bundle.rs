@@ -200,28 +200,8 @@ pub fn read_weights(dir: &std::path::Path) -> Result<Vec<u8>> {
         return read_model_file(dir, WEIGHTS_FILE);
     }
     let shown = index_path.display().to_string();
-    let index: serde_json::Value = serde_json::from_slice(&read_model_file(dir, SHARD_INDEX_FILE)?)
-        .map_err(|e| Error::io(&shown, format!("not valid JSON: {e}")))?;
-    let map = index
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::io(&shown, "has no \"weight_map\" object (tensor name → shard file)"))?;
-    let mut shards: Vec<&str> = Vec::new();
-    for (tensor, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| Error::io(&shown, format!("weight_map.{tensor}: not a file name")))?;
-        let plain = std::path::Path::new(file).file_name().and_then(|n| n.to_str()) == Some(file);
-        if !plain || !file.ends_with(".safetensors") {
-            return Err(Error::io(
-                &shown,
-                format!("weight_map.{tensor}: '{file}' is not a .safetensors file of this directory"),
-            ));
-        }
-        if !shards.contains(&file) {
-            shards.push(file);
-        }
-    }
+    let (map, shards) = shard_index(&read_model_file(dir, SHARD_INDEX_FILE)?, &shown)?;
+    let shards: Vec<&str> = shards.iter().map(String::as_str).collect();
     let buffers: Vec<(String, Vec<u8>)> = shards
         .iter()
         .map(|&f| read_model_file(dir, f).map(|b| (f.to_string(), b)))
@@ -252,6 +232,38 @@ pub fn read_weights(dir: &std::path::Path) -> Result<Vec<u8>> {
     }
     safetensors::serialize(tensors, None)
         .map_err(|e| Error::weights(&shown, format!("the shards could not be merged: {e}")))
+}
+
+/// A shard index's `weight_map` (tensor name → shard file) and its shard files in first-seen
+/// order; every shard must be a plain `.safetensors` file name of the same directory (so an
+/// index can name nothing outside it). `shown` names the index in errors.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn shard_index(bytes: &[u8], shown: &str) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<String>)> {
+    let mut index: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::io(shown, format!("not valid JSON: {e}")))?;
+    let Some(serde_json::Value::Object(map)) = index.get_mut("weight_map").map(std::mem::take) else {
+        return Err(Error::io(
+            shown,
+            "has no \"weight_map\" object (tensor name → shard file)",
+        ));
+    };
+    let mut shards: Vec<String> = Vec::new();
+    for (tensor, file) in &map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| Error::io(shown, format!("weight_map.{tensor}: not a file name")))?;
+        let plain = std::path::Path::new(file).file_name().and_then(|n| n.to_str()) == Some(file);
+        if !plain || !file.ends_with(".safetensors") {
+            return Err(Error::io(
+                shown,
+                format!("weight_map.{tensor}: '{file}' is not a .safetensors file of this directory"),
+            ));
+        }
+        if !shards.iter().any(|s| s == file) {
+            shards.push(file.to_string());
+        }
+    }
+    Ok((map, shards))
 }
 
 /// The older tokenizer layout of Hugging Face checkpoints: a WordPiece vocabulary and its settings.

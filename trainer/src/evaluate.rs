@@ -19,6 +19,7 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
         TrainedModel {
             role,
             objective,
+            starts_from,
             learning_rate,
             model,
             state,
@@ -39,6 +40,7 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
             name: role.clone(),
             role: if k == 0 { Role::Teacher } else { Role::Student },
             objective: objective.name().to_string(),
+            starts_from: starts_from.clone(),
             learning_rate: *learning_rate,
             train_seconds: state.history.iter().map(|h| h.seconds).sum(),
             architecture: model.config.architecture.model_type().to_string(),

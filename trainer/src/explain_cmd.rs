@@ -12,6 +12,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::device::{self, Backend};
+use crate::hub::{self, HubAccess, ModelRef};
 
 /// The Integrated Gradients options shared by `explain` and `run`.
 #[derive(Args, Debug, Clone)]
@@ -90,9 +91,13 @@ impl IgArgs {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// An Astrid model directory or a Hugging Face one (config.json, model.safetensors, tokenizer.json).
+    /// An Astrid model directory, a Hugging Face one (config.json, model.safetensors,
+    /// tokenizer.json), or a Hub id fetched into the Hugging Face cache: hf:ORG/NAME[@REVISION].
+    #[arg(long, value_name = "DIR|hf:ID[@REV]")]
+    pub model: String,
+    /// Use the Hugging Face cache only, never the network (as HF_HUB_OFFLINE=1).
     #[arg(long)]
-    pub model: PathBuf,
+    pub offline: bool,
     /// The text to classify and explain.
     #[arg(long, required_unless_present = "text_file", conflicts_with = "text_file")]
     pub text: Option<String>,
@@ -186,13 +191,15 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     if text.trim().is_empty() {
         anyhow::bail!("the text is empty; give a text to classify and explain");
     }
+    let reference = ModelRef::parse(&args.model)?;
+    let checkpoint = hub::resolve(&reference, &HubAccess::from_env(args.offline, false))?;
     let selected = device::select(args.backend)?;
-    let loaded = LoadedModel::from_dir(&args.model, args.max_length, &selected.device)
-        .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+    let loaded = LoadedModel::from_dir(&checkpoint.dir, args.max_length, &selected.device)
+        .with_context(|| format!("cannot load the model in {}", checkpoint.source))?;
     let options = args.ig.options(args.attribution, args.target, selected.workers);
     let started = Instant::now();
     let result = pollster::block_on(loaded.explain_text(&text, &options))
-        .with_context(|| format!("explaining with {}", args.model.display()))?;
+        .with_context(|| format!("explaining with {}", checkpoint.source))?;
     let seconds = started.elapsed().as_secs_f64();
     let (tok, ex) = (&result.tokenized, &result.explanation);
     let words = merge_wordpieces(&tok.tokens, &ex.attributions, &tok.special);

@@ -18,6 +18,7 @@ mod explanations;
 mod export;
 mod faithfulness;
 mod fingerprint;
+mod hub;
 mod metrics;
 mod prepare;
 mod report;

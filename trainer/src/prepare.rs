@@ -1,7 +1,7 @@
 //! The first stage of a run: the data loaded (or generated), split, and tokenized.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use astrid::bundle::{TOKENIZER_FILE, VOCAB_FILE};
@@ -12,6 +12,7 @@ use crate::data::load::{Columns, load};
 use crate::data::split::{Split, stratified};
 use crate::data::synthetic::{CorpusSpec, generate};
 use crate::fingerprint::sha256_hex;
+use crate::hub::Checkpoint;
 use crate::run_args::{DataArgs, MIN_EVALUATION_TEXTS, WARN_EVALUATION_TEXTS};
 use crate::train::Encoded;
 use crate::vocab::train_wordpiece;
@@ -38,7 +39,7 @@ pub struct Prepared {
 
 /// Loads (or generates) the data, splits it and reads the tokenizer to start from. Reads
 /// nothing of an earlier run.
-pub fn load_data(args: &DataArgs, init_dirs: &BTreeMap<String, PathBuf>) -> anyhow::Result<Loaded> {
+pub fn load_data(args: &DataArgs, inits: &BTreeMap<String, Checkpoint>) -> anyhow::Result<Loaded> {
     let (data, split, texts_before_sample) = match &args.data {
         None => {
             let (data, split) = generate(&CorpusSpec {
@@ -73,14 +74,18 @@ pub fn load_data(args: &DataArgs, init_dirs: &BTreeMap<String, PathBuf>) -> anyh
     if data.class_counts().iter().filter(|&&c| c > 0).count() < 2 {
         bail!("{}: the texts used hold a single class; use more rows", data.source);
     }
-    // `--tokenizer FILE`, or the first --init checkpoint's (its tokenizer.json, or one built
-    // from its vocab.txt): the run's fingerprint holds the SHA-256 of the JSON used.
+    // `--tokenizer FILE`, or the teacher's checkpoint's, else the first other one's (its
+    // tokenizer.json, or one built from its vocab.txt): the run's fingerprint holds the
+    // SHA-256 of the JSON used.
     let source_tokenizer = match &args.tokenizer {
         Some(path) => Some(
             std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the tokenizer", path.display()))?,
         ),
-        None => init_dirs
-            .values()
+        None => inits
+            .get(crate::suite::ROLES[0])
+            .into_iter()
+            .chain(inits.values())
+            .map(|c| c.dir.as_path())
             .find(|d| d.join(TOKENIZER_FILE).exists() || d.join(VOCAB_FILE).exists())
             .map(|d| {
                 astrid::bundle::read_tokenizer_json(d)

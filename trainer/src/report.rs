@@ -666,15 +666,20 @@ pub fn write(
     md.push_str(&objectives_compared_md(run));
     let _ = writeln!(
         md,
-        "## Models\n\n{}| model | trained with | peak lr | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
+        "## Models\n\n{}| model | starts from | trained with | peak lr | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
         objectives_md(run)
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0e} | {:.3} ({}) | {} | {:.0} | {:.1} | {:.1} | {:.2e} |",
+            "| {} | {} | {} | {:.0e} | {:.3} ({}) | {} | {:.0} | {:.1} | {:.1} | {:.2e} |",
             r.name,
+            if r.starts_from.is_empty() {
+                "—"
+            } else {
+                &r.starts_from
+            },
             if r.objective.is_empty() { "—" } else { &r.objective },
             r.learning_rate,
             r.validation_accuracy,

@@ -27,6 +27,7 @@ use crate::fingerprint::{
     CorpusSettings, DataSettings, DistillSettings, ExplanationSettings, ModelSettings, RUN_FORMAT, RunSettings,
     TokenizerSettings, TrainingSettings, checkpoint_digest, differences,
 };
+use crate::hub::{self, Checkpoint, HUB_PREFIX, HubAccess, ModelRef};
 use crate::prepare::{Loaded, check_evaluation_size, load_data, prepare};
 use crate::report;
 use crate::run_args::{ClassWeight, RunArgs};
@@ -54,15 +55,59 @@ fn role_and_value<'a>(option: &str, spec: &'a str, expected: &str) -> anyhow::Re
     Ok((role, value))
 }
 
-fn parse_inits(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// `--init ROLE=REF` options, then `--pretrained`'s checkpoint for every role not given:
+/// each role's reference and the words that name it in errors.
+fn parse_inits(specs: &[String], pretrained: bool) -> anyhow::Result<BTreeMap<String, (ModelRef, String)>> {
     let mut out = BTreeMap::new();
     for spec in specs {
-        let (role, dir) = role_and_value("--init", spec, "DIR, e.g. teacher_bert=checkpoints/bert-base-uncased")?;
-        if out.insert(role.to_string(), PathBuf::from(dir)).is_some() {
+        let (role, reference) = role_and_value(
+            "--init",
+            spec,
+            "DIR or ROLE=hf:ID, e.g. teacher_bert=checkpoints/bert-base-uncased or teacher=hf:bert-base-uncased",
+        )?;
+        let parsed = ModelRef::parse(reference).with_context(|| format!("--init {spec}"))?;
+        if out
+            .insert(role.to_string(), (parsed, format!("--init {spec}")))
+            .is_some()
+        {
             bail!("--init {spec}: {role} is given twice; give one checkpoint per role");
         }
     }
+    if pretrained {
+        for (role, id) in crate::suite::PRETRAINED {
+            if !out.contains_key(role) {
+                let reference = ModelRef::parse(&format!("{HUB_PREFIX}{id}"))?;
+                out.insert(
+                    role.to_string(),
+                    (reference, format!("--pretrained ({role}: {HUB_PREFIX}{id})")),
+                );
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Makes every role's checkpoint local (fetching Hub ids into the Hugging Face cache); every
+/// role that cannot be had is named, not just the first.
+fn resolve_inits(
+    references: BTreeMap<String, (ModelRef, String)>,
+    access: &HubAccess,
+) -> anyhow::Result<BTreeMap<String, Checkpoint>> {
+    let mut resolved = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (role, (reference, shown)) in references {
+        match hub::resolve(&reference, access) {
+            Ok(checkpoint) => {
+                resolved.insert(role, checkpoint);
+            }
+            Err(e) => failed.push(format!("{shown}: {e:#}")),
+        }
+    }
+    match failed.len() {
+        0 => Ok(resolved),
+        1 => bail!("{}", failed[0]),
+        n => bail!("{n} checkpoints cannot be had:\n  {}", failed.join("\n  ")),
+    }
 }
 
 /// The run's fingerprint: what its results depend on, normalised.
@@ -166,7 +211,7 @@ impl StageTimer {
 /// and `--role-lr ROLE=R` above both. Returns the common rate and the roles that differ.
 fn learning_rates(
     args: &RunArgs,
-    inits: &BTreeMap<String, PathBuf>,
+    inits: &BTreeMap<String, Checkpoint>,
     role_lrs: &BTreeMap<String, f64>,
 ) -> (f64, BTreeMap<String, f64>) {
     let common = args.lr.unwrap_or(5e-4);
@@ -226,11 +271,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(crate::clock::timestamp()));
     let found = rundir::inspect(&out)?;
-    let inits = parse_inits(&args.init)?;
+    let references = parse_inits(&args.init, args.pretrained)?;
     let role_lrs = parse_role_lrs(&args.role_lr)?;
+    let inits = resolve_inits(references, &HubAccess::from_env(args.offline, args.quiet))?;
     let mut init_digests = BTreeMap::new();
-    for (role, dir) in &inits {
-        let digest = checkpoint_digest(dir).with_context(|| format!("--init {role}={}", dir.display()))?;
+    for (role, checkpoint) in &inits {
+        let digest =
+            checkpoint_digest(&checkpoint.dir).with_context(|| format!("--init {role}={}", checkpoint.source))?;
         init_digests.insert(role.clone(), digest);
     }
     let loaded = load_data(&args.data, &inits)?;
@@ -391,13 +438,42 @@ mod tests {
 
     #[test]
     fn init_takes_teacher_as_the_teachers_role_and_refuses_a_role_twice() {
-        let inits = parse_inits(&["teacher=a".to_string(), "tinybert=b".to_string()]).unwrap();
-        assert_eq!(inits[crate::suite::ROLES[0]], PathBuf::from("a"));
-        assert_eq!(inits["tinybert"], PathBuf::from("b"));
-        let twice = parse_inits(&["teacher=a".to_string(), format!("{}=b", crate::suite::ROLES[0])]).unwrap_err();
+        let inits = parse_inits(&["teacher=a".to_string(), "tinybert=hf:org/b@v1".to_string()], false).unwrap();
+        assert_eq!(inits[crate::suite::ROLES[0]].0, ModelRef::Dir(PathBuf::from("a")));
+        assert_eq!(
+            inits["tinybert"].0,
+            ModelRef::Hub {
+                repo: "org/b".into(),
+                revision: "v1".into()
+            }
+        );
+        assert_eq!(inits.len(), 2);
+        let twice = parse_inits(
+            &["teacher=a".to_string(), format!("{}=b", crate::suite::ROLES[0])],
+            false,
+        )
+        .unwrap_err();
         assert!(twice.to_string().contains("given twice"), "{twice}");
-        let unknown = parse_inits(&["student=a".to_string()]).unwrap_err();
+        let unknown = parse_inits(&["student=a".to_string()], false).unwrap_err();
         assert!(unknown.to_string().contains("unknown role 'student'"), "{unknown}");
+        let bad_id = parse_inits(&["teacher=hf:a/b/c".to_string()], false).unwrap_err();
+        assert!(format!("{bad_id:#}").contains("not a Hub model id"), "{bad_id:#}");
+    }
+
+    #[test]
+    fn pretrained_names_the_papers_checkpoints_and_init_overrides_a_role() {
+        let inits = parse_inits(&["tinybert=local/tiny".to_string()], true).unwrap();
+        let hub = |id: &str| ModelRef::Hub {
+            repo: id.into(),
+            revision: "main".into(),
+        };
+        assert_eq!(inits[crate::suite::ROLES[0]].0, hub("bert-base-uncased"));
+        assert_eq!(inits["distilbert"].0, hub("distilbert-base-uncased"));
+        assert_eq!(inits["minilm"].0, hub("microsoft/MiniLM-L12-H384-uncased"));
+        assert_eq!(inits["tinybert"].0, ModelRef::Dir(PathBuf::from("local/tiny")));
+        // The two custom shapes have no published checkpoint.
+        assert!(!inits.contains_key("custom_6x512") && !inits.contains_key("custom_2x384"));
+        assert!(inits["distilbert"].1.starts_with("--pretrained"));
     }
 
     #[test]
@@ -409,7 +485,13 @@ mod tests {
             run: RunArgs,
         }
         let args = |extra: &[&str]| Cli::try_parse_from([&["run"], extra].concat()).unwrap().run;
-        let inits = parse_inits(&["teacher=a".to_string()]).unwrap();
+        let inits = BTreeMap::from([(
+            crate::suite::ROLES[0].to_string(),
+            Checkpoint {
+                dir: PathBuf::from("a"),
+                source: "a".into(),
+            },
+        )]);
         let none = BTreeMap::new();
         // --init teacher: the teacher fine-tunes at 5e-5, the students from scratch at 5e-4.
         let (common, differing) = learning_rates(&args(&[]), &inits, &none);

@@ -171,10 +171,20 @@ pub struct RunArgs {
     /// Weight of the distillation term, in [0, 1].
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
-    /// Start a role from a Hugging Face checkpoint directory: ROLE=DIR (repeatable; `teacher`
-    /// names the teacher's role).
-    #[arg(long = "init", value_name = "ROLE=DIR")]
+    /// Start a role from a Hugging Face checkpoint: ROLE=DIR, or ROLE=hf:ORG/NAME[@REVISION]
+    /// fetched into the Hugging Face cache (repeatable; `teacher` names the teacher's role).
+    #[arg(long = "init", value_name = "ROLE=DIR|hf:ID[@REV]")]
     pub init: Vec<String>,
+    /// The paper's pretrained starting points (`--suite paper` only): the teacher from
+    /// bert-base-uncased, distilbert from distilbert-base-uncased, tinybert from
+    /// huawei-noah/TinyBERT_General_4L_312D, minilm from microsoft/MiniLM-L12-H384-uncased; the
+    /// two custom shapes from scratch (or the teacher's layers where the width matches,
+    /// --init-from-teacher). `--init ROLE=...` overrides a role.
+    #[arg(long)]
+    pub pretrained: bool,
+    /// Use the Hugging Face cache only, never the network (as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Start each student whose width matches the teacher's from the trained teacher's
     /// embeddings and evenly spaced layers (every other one for half the depth, as DistilBERT).
     #[arg(long)]
@@ -346,6 +356,16 @@ impl RunArgs {
         self.data.problems(&mut p);
         p.check(self.epochs >= 1, || {
             format!("--epochs {}: train at least 1 epoch", self.epochs)
+        });
+        p.check(!self.pretrained || self.suite == Suite::Paper, || {
+            format!(
+                "--pretrained gives the paper's checkpoints, whose shapes are the paper suite's; add --suite paper \
+                 (not --suite {}), or start single roles with --init ROLE=hf:ID",
+                self.suite
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            )
         });
         p.check(self.batch_size >= 1, || {
             format!("--batch-size {}: use at least 1 text per step", self.batch_size)

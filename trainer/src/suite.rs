@@ -8,6 +8,15 @@ use crate::run_args::Suite;
 /// The six roles, teacher first, in the order the report lists them.
 pub const ROLES: [&str; 6] = PRESET_NAMES;
 
+/// `--pretrained`: the Hub checkpoints the paper fine-tunes, per role. The two custom shapes
+/// have none: they train from scratch (or from the teacher's layers, `--init-from-teacher`).
+pub const PRETRAINED: [(&str, &str); 4] = [
+    (ROLES[0], "bert-base-uncased"),
+    ("distilbert", "distilbert-base-uncased"),
+    ("tinybert", "huawei-noah/TinyBERT_General_4L_312D"),
+    ("minilm", "microsoft/MiniLM-L12-H384-uncased"),
+];
+
 /// A suite's models: (role name, shape). `vocab_size` and `max_length` come from the
 /// tokenizer and the run.
 pub fn suite(name: Suite, vocab_size: usize, max_length: usize) -> anyhow::Result<Vec<(String, ModelConfig)>> {

@@ -4,7 +4,7 @@
 //! the teacher retrained with other seeds, and an untrained model of its shape.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use astrid::EncoderClassifier;
@@ -14,6 +14,7 @@ use burn::tensor::Device;
 
 use crate::align::{AlignInputs, AlignTargets, Objective, align_targets};
 use crate::checkpoints::{CheckpointDir, TrainState};
+use crate::hub::Checkpoint;
 use crate::prepare::{EncodedSplits, Prepared};
 use crate::run_args::RunArgs;
 use crate::suite::suite;
@@ -25,40 +26,62 @@ pub struct TrainedModel {
     /// more than one way.
     pub role: String,
     pub objective: Objective,
+    /// Where its training started: a checkpoint, the teacher's layers, or scratch.
+    pub starts_from: String,
     /// Its peak learning rate.
     pub learning_rate: f64,
     pub model: EncoderClassifier,
     pub state: TrainState,
 }
 
-/// Where a role starts from before training (`config` already has the data's classes).
+/// Where a role starts from before training (`config` already has the data's classes), and
+/// that place in words for the report: its checkpoint, the teacher's layers, or scratch.
 fn initial_model(
+    run: &TrainingRun,
     role: &str,
     seed: u64,
-    args: &RunArgs,
-    inits: &BTreeMap<String, PathBuf>,
     config: astrid::ModelConfig,
     teacher: Option<&EncoderClassifier>,
-    device: &Device,
-) -> anyhow::Result<EncoderClassifier> {
-    if let Some(dir) = inits.get(role) {
+) -> anyhow::Result<(EncoderClassifier, String)> {
+    let (args, device) = (run.args, run.device);
+    if let Some(checkpoint) = run.inits.get(role) {
+        let dir = &checkpoint.dir;
         let (model, report) = astrid::bundle::load_checkpoint_dir(dir, config.num_labels, device)
-            .with_context(|| format!("--init {role}={}", dir.display()))?;
+            .with_context(|| format!("--init {role}={}", checkpoint.source))?;
+        let tokens = run.prepared.tokenizer.vocab_size();
+        if model.config.vocab_size < tokens {
+            anyhow::bail!(
+                "--init {role}={}: its embeddings hold {} tokens, but the run's tokenizer has {tokens}; give roles \
+                 checkpoints that share one vocabulary (or --tokenizer with the checkpoint's own)",
+                checkpoint.source,
+                model.config.vocab_size
+            );
+        }
+        let own_tokenizer = astrid::bundle::read_tokenizer_json(dir).ok();
+        if own_tokenizer.is_some_and(|json| json != run.prepared.tokenizer_json.as_bytes()) {
+            eprintln!(
+                "note: {role}: {} has a tokenizer of its own that differs from the run's; its embeddings are read \
+                 with the run's token ids",
+                checkpoint.source
+            );
+        }
         if !report.ignored.is_empty() {
             eprintln!(
                 "{role}: {} tensor(s) of {} are not part of a sequence classifier and are ignored: {}",
                 report.ignored.len(),
-                dir.display(),
+                checkpoint.source,
                 report.ignored.iter().take(6).cloned().collect::<Vec<_>>().join(", ")
             );
         }
+        let mut from = format!("checkpoint {}", checkpoint.source);
         if !report.fresh_head.is_empty() {
             eprintln!(
                 "{role}: {} has no classification head; a fresh one is trained",
-                dir.display()
+                checkpoint.source
             );
+            from.push_str(" (fresh head)");
         }
-        return Ok(model);
+        return Ok((model, from));
     }
     config.validate()?;
     device.seed(seed);
@@ -67,14 +90,14 @@ fn initial_model(
         Some(teacher) => match fresh.start_from_teacher(teacher) {
             Ok((model, layers)) => {
                 eprintln!("{role}: starts from the teacher's embeddings and layers {layers:?}");
-                model
+                (model, format!("the teacher's embeddings and layers {layers:?}"))
             }
             Err((model, why)) => {
                 eprintln!("{role}: trained from scratch ({why})");
-                model
+                (model, format!("scratch ({why})"))
             }
         },
-        None => fresh,
+        None => (fresh, "scratch".to_string()),
     })
 }
 
@@ -98,7 +121,7 @@ fn train_options(run: &TrainingRun, role: &str, seed: u64) -> TrainOptions {
 #[derive(Clone, Copy)]
 pub struct TrainingRun<'a> {
     pub args: &'a RunArgs,
-    pub inits: &'a BTreeMap<String, PathBuf>,
+    pub inits: &'a BTreeMap<String, Checkpoint>,
     /// The peak learning rate of every role not in `role_learning_rates`.
     pub learning_rate: f64,
     pub role_learning_rates: &'a BTreeMap<String, f64>,
@@ -148,7 +171,6 @@ pub struct References {
 pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
     let TrainingRun {
         args,
-        inits,
         prepared,
         encoded,
         out,
@@ -165,7 +187,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
     for copy in 1..=args.reference_seeds {
         let seed = reference_seed(args.data.seed, copy);
         let name = format!("reference_{copy}");
-        let initial = initial_model(&teacher_role, seed, args, inits, config.clone(), None, device)?;
+        let (initial, starts_from) = initial_model(run, &teacher_role, seed, config.clone(), None)?;
         let result = train(
             &name,
             initial,
@@ -181,6 +203,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
         copies.push(TrainedModel {
             role: name,
             objective: Objective::Independent,
+            starts_from,
             learning_rate: run.learning_rate_of(&teacher_role),
             model: result.model,
             state: result.state,
@@ -211,7 +234,6 @@ pub fn student_name(role: &str, objective: Objective, objectives: &[Objective]) 
 pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
     let TrainingRun {
         args,
-        inits,
         prepared,
         encoded,
         out,
@@ -235,7 +257,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
             } else {
                 student_name(&role, objective, &objectives)
             };
-            let initial = initial_model(&role, seed, args, inits, config.clone(), teacher, device)?;
+            let (initial, starts_from) = initial_model(run, &role, seed, config.clone(), teacher)?;
             let options = TrainOptions {
                 distill: objective.distills().then_some(Distill {
                     temperature: args.temperature,
@@ -295,6 +317,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
             trained.push(TrainedModel {
                 role: name,
                 objective,
+                starts_from,
                 learning_rate: run.learning_rate_of(&role),
                 model: result.model,
                 state: result.state,

@@ -229,6 +229,9 @@ pub struct ModelResult {
     /// How it was trained: independent (labels only), distill (and the teacher's logits) or
     /// align (and the teacher's probabilities on aligned views); empty in older results.
     pub objective: String,
+    /// Where its training started: `checkpoint SOURCE` (a directory, or a Hub id at its
+    /// commit), the teacher's layers, or `scratch`; empty in older results.
+    pub starts_from: String,
     /// Its peak learning rate (0 in older results).
     pub learning_rate: f64,
     /// Wall seconds its training took: the epochs' steps and validation passes (summed
