@@ -198,6 +198,7 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
         seed: 0,
         distill: None,
         class_weights: None,
+        select_by: Default::default(),
     };
     let autodiff = device.clone().autodiff();
     let mut model = config.init(device).to_device(&autodiff).train();

@@ -17,6 +17,9 @@ pub struct EpochRecord {
     pub loss: f64,
     pub train_accuracy: f64,
     pub validation_accuracy: f64,
+    /// The validation macro-F1 (absent in older states).
+    #[serde(default)]
+    pub validation_macro_f1: Option<f64>,
     pub sequences_per_second: f64,
     /// Wall seconds of the epoch: its steps and the validation pass.
     #[serde(default)]

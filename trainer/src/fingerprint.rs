@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::align::{AlignSettings, Objective};
-use crate::run_args::{Suite, TargetChoice};
+use crate::run_args::{SelectBy, Suite, TargetChoice};
 
 /// The version of the `run.json` layout; a run written with another one cannot resume.
 pub const RUN_FORMAT: u32 = 2;
@@ -135,6 +135,10 @@ pub struct TrainingSettings {
     /// `--class-weight balanced`: the cross-entropy's weight per class, from the training part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weights: Option<Vec<f64>>,
+    /// The figure that picks each model's best epoch; absent: validation accuracy (runs made
+    /// before `--select-by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_by: Option<SelectBy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -271,6 +275,7 @@ mod tests {
                 objectives: None,
                 align: None,
                 class_weights: None,
+                select_by: None,
             },
             explanations: ExplanationSettings {
                 texts: 50,

@@ -127,6 +127,16 @@ fn objectives_compared_md(run: &RunResults) -> String {
 }
 
 /// What each training objective of the run means, with its settings (from the fingerprint).
+/// How each model's best epoch was picked, when not by validation accuracy.
+fn selection_md(run: &RunResults) -> String {
+    match run.settings["training"]["select_by"].as_str() {
+        Some("macro-f1") => "Each model's best epoch is the one with the highest validation macro-F1 (`--select-by \
+                             macro-f1`, the default with balanced class weights); the table gives that epoch's accuracy.\n\n"
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
 fn objectives_md(run: &RunResults) -> String {
     let training = &run.settings["training"];
     let mut used: Vec<&str> = Vec::new();
@@ -666,8 +676,9 @@ pub fn write(
     md.push_str(&objectives_compared_md(run));
     let _ = writeln!(
         md,
-        "## Models\n\n{}| model | starts from | trained with | peak lr | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
-        objectives_md(run)
+        "## Models\n\n{}{}| model | starts from | trained with | peak lr | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
+        objectives_md(run),
+        selection_md(run)
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for r in results {

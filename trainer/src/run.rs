@@ -30,7 +30,7 @@ use crate::fingerprint::{
 use crate::hub::{self, Checkpoint, HUB_PREFIX, HubAccess, ModelRef};
 use crate::prepare::{Loaded, check_evaluation_size, load_data, prepare};
 use crate::report;
-use crate::run_args::{ClassWeight, RunArgs};
+use crate::run_args::{ClassWeight, RunArgs, SelectBy};
 use crate::rundir::{self, OutDir, RUN_FILE};
 use crate::train::balanced_class_weights;
 use crate::train_suite::{TrainingRun, train_references, train_suite};
@@ -169,6 +169,7 @@ fn run_settings(
             objectives: (objectives.len() > 1 || objectives.contains(&Objective::Align)).then_some(objectives.clone()),
             align: args.align_settings(),
             class_weights,
+            select_by: Some(args.selection()).filter(|&s| s != SelectBy::Accuracy),
         },
         explanations: ExplanationSettings {
             texts: explained,
@@ -327,6 +328,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         device: &selected.device,
         workers: selected.workers,
         class_weights: settings.training.class_weights.as_deref(),
+        select_by: args.selection(),
     };
     let trained = train_suite(&training)?;
     timer.lap("training: the suite");

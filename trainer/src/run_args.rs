@@ -74,6 +74,16 @@ pub enum Suite {
 }
 
 /// How the classes weigh in the cross-entropy.
+/// Which validation figure picks a model's best epoch (and stops training early).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectBy {
+    #[default]
+    Accuracy,
+    /// The mean of the classes' F1: a model that predicts only the majority class scores low.
+    MacroF1,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ClassWeight {
@@ -132,6 +142,11 @@ pub struct RunArgs {
     /// training part; for imbalanced labels such as SCOTUS's 65/35).
     #[arg(long, value_enum, default_value_t = ClassWeight::None)]
     pub class_weight: ClassWeight,
+    /// The validation figure that picks each model's best epoch and stops early: accuracy, or
+    /// macro-f1 (default with --class-weight balanced, where accuracy would favour the
+    /// majority class the weights work against).
+    #[arg(long, value_enum)]
+    pub select_by: Option<SelectBy>,
     /// Train the students on the trained teacher's logits as well as the labels (the same as
     /// --training distill).
     #[arg(long)]
@@ -350,6 +365,15 @@ impl RunArgs {
         })
     }
 
+    /// The figure that picks the best epoch: `--select-by`, else macro-F1 for balanced class
+    /// weights and accuracy otherwise.
+    pub fn selection(&self) -> SelectBy {
+        self.select_by.unwrap_or(match self.class_weight {
+            ClassWeight::Balanced => SelectBy::MacroF1,
+            ClassWeight::None => SelectBy::Accuracy,
+        })
+    }
+
     /// Every check that needs no file: ranges of numbers, combinations of options.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut p = Problems(Vec::new());
@@ -552,6 +576,13 @@ mod tests {
     #[test]
     fn an_unknown_suite_is_refused_by_the_parser() {
         assert!(Cli::try_parse_from(["run", "--suite", "foo"]).is_err());
+        assert_eq!(args(&[]).selection(), SelectBy::Accuracy);
+        assert_eq!(args(&["--class-weight", "balanced"]).selection(), SelectBy::MacroF1);
+        assert_eq!(
+            args(&["--class-weight", "balanced", "--select-by", "accuracy"]).selection(),
+            SelectBy::Accuracy
+        );
+        assert_eq!(args(&["--select-by", "macro-f1"]).selection(), SelectBy::MacroF1);
         assert_eq!(args(&["--suite", "paper"]).suite, Suite::Paper);
         assert!(Cli::try_parse_from(["run", "--erasure", "drop"]).is_err());
         assert_eq!(args(&["--erasure", "delete"]).erasure, Erasure::Delete);

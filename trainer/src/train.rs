@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::align::{AlignTargets, Probe, View, view_logits};
 use crate::checkpoints::{CheckpointDir, EpochRecord, TrainState, save_checkpoint};
 use crate::data::split::SplitMix64;
+use crate::metrics::classification;
+use crate::run_args::SelectBy;
 use astrid::files::write_atomic;
 
 /// Token ids of a set of texts and their classes.
@@ -56,13 +58,16 @@ pub struct TrainOptions {
     pub warmup_ratio: f64,
     /// Gradient clipping by norm, per parameter tensor (burn's `GradientClipping::Norm`).
     pub clip_norm: f64,
-    /// Stop after this many epochs without a better validation accuracy.
+    /// Stop after this many epochs without a better validation figure (`select_by`).
     pub patience: usize,
     pub seed: u64,
     pub distill: Option<Distill>,
     /// Per-class weights of the cross-entropy (`--class-weight balanced`); `None`: all 1.
     #[serde(default)]
     pub class_weights: Option<Vec<f32>>,
+    /// The validation figure that picks the best epoch (and counts toward `patience`).
+    #[serde(default)]
+    pub select_by: SelectBy,
 }
 
 /// Class weights that make every class count as much in the loss (scikit-learn's
@@ -134,9 +139,18 @@ pub async fn predict_logits(
     Ok(results)
 }
 
-fn accuracy(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
-    let right = logits.iter().zip(labels).filter(|(l, y)| argmax(l) == **y).count();
-    right as f64 / labels.len().max(1) as f64
+/// Whether an epoch beats the best so far by the selection figure (ties keep the earlier).
+fn improves(select_by: SelectBy, state: &TrainState, record: &EpochRecord) -> bool {
+    let score = |r: &EpochRecord| match select_by {
+        SelectBy::Accuracy => r.validation_accuracy,
+        SelectBy::MacroF1 => r.validation_macro_f1.unwrap_or(f64::NEG_INFINITY),
+    };
+    let best = state
+        .best_epoch
+        .checked_sub(1)
+        .and_then(|i| state.history.get(i))
+        .map_or(f64::NEG_INFINITY, score);
+    score(record) > best
 }
 
 fn learning_rate(options: &TrainOptions, step: usize, total: usize) -> f64 {
@@ -266,23 +280,27 @@ pub fn train(
             bar.finish_and_clear();
             let valid = model.valid();
             let val_logits = pollster::block_on(predict_logits(&valid, &validation.ids, 64))?;
-            let val_acc = accuracy(&val_logits, &validation.labels);
+            let predicted: Vec<usize> = val_logits.iter().map(|l| argmax(l)).collect();
+            let classes = val_logits.first().map_or(0, Vec::len);
+            let val = classification(&predicted, &validation.labels, classes);
             let record = EpochRecord {
                 epoch: epoch + 1,
                 loss: loss_sum / seen.max(1) as f64,
                 train_accuracy: right as f64 / seen.max(1) as f64,
-                validation_accuracy: val_acc,
+                validation_accuracy: val.accuracy,
+                validation_macro_f1: Some(val.macro_f1),
                 sequences_per_second: speed,
                 seconds: started.elapsed().as_secs_f64(),
             };
             eprintln!(
-                "{name:>14} epoch {}: loss {:.4}, train acc {:.3}, validation acc {:.3}, {:.1} seq/s",
-                record.epoch, record.loss, record.train_accuracy, record.validation_accuracy, speed
+                "{name:>14} epoch {}: loss {:.4}, train acc {:.3}, validation acc {:.3}, macro-F1 {:.3}, {:.1} seq/s",
+                record.epoch, record.loss, record.train_accuracy, record.validation_accuracy, val.macro_f1, speed
             );
+            let better = improves(options.select_by, &state, &record);
             state.history.push(record);
             state.epochs_done = epoch + 1;
-            if val_acc > state.best_accuracy {
-                state.best_accuracy = val_acc;
+            if better {
+                state.best_accuracy = val.accuracy;
                 state.best_epoch = epoch + 1;
                 state.epochs_without_improvement = 0;
                 let best = to_safetensors_bytes(&valid)?;
@@ -545,6 +563,43 @@ pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_epoch_is_picked_by_the_selection_figure() {
+        let epoch = |n: usize, accuracy: f64, f1: f64| EpochRecord {
+            epoch: n,
+            loss: 0.5,
+            train_accuracy: 0.5,
+            validation_accuracy: accuracy,
+            validation_macro_f1: Some(f1),
+            sequences_per_second: 1.0,
+            seconds: 1.0,
+        };
+        // Epoch 1 predicts the majority class (65%): high accuracy, low macro-F1.
+        let state = TrainState {
+            epochs_done: 1,
+            best_accuracy: 0.648,
+            best_epoch: 1,
+            epochs_without_improvement: 0,
+            finished: false,
+            history: vec![epoch(1, 0.648, 0.393)],
+            weights_sha256: String::new(),
+            optimizer_sha256: String::new(),
+            best_sha256: String::new(),
+        };
+        let second = epoch(2, 0.580, 0.560);
+        assert!(!improves(SelectBy::Accuracy, &state, &second));
+        assert!(improves(SelectBy::MacroF1, &state, &second));
+        // A tie keeps the earlier epoch; the first epoch always counts.
+        assert!(!improves(SelectBy::MacroF1, &state, &epoch(2, 0.7, 0.393)));
+        let empty = TrainState {
+            epochs_done: 0,
+            best_epoch: 0,
+            history: Vec::new(),
+            ..state
+        };
+        assert!(improves(SelectBy::MacroF1, &empty, &epoch(1, 0.1, 0.1)));
+    }
 
     #[test]
     fn balanced_class_weights_make_each_class_weigh_the_same() {
