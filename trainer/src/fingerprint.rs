@@ -122,6 +122,9 @@ pub struct TrainingSettings {
     pub role_learning_rates: BTreeMap<String, f64>,
     pub weight_decay: f64,
     pub warmup: f64,
+    /// Roles with another warm-up share (`--role-warmup`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub role_warmups: BTreeMap<String, f64>,
     pub clip: f64,
     pub patience: usize,
     /// `None` when no student distils (temperature and alpha then change nothing).
@@ -267,6 +270,7 @@ mod tests {
                 batch_size: 16,
                 learning_rate: 5e-4,
                 role_learning_rates: BTreeMap::new(),
+                role_warmups: BTreeMap::new(),
                 weight_decay: 0.01,
                 warmup: 0.1,
                 clip: 1.0,

@@ -676,7 +676,7 @@ pub fn write(
     md.push_str(&objectives_compared_md(run));
     let _ = writeln!(
         md,
-        "## Models\n\n{}{}| model | starts from | trained with | peak lr | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
+        "## Models\n\n{}{}| model | starts from | trained with | peak lr (warm-up) | validation acc (best epoch) | epochs | training s | train seq/s | inference seq/s | mean abs. convergence delta |",
         objectives_md(run),
         selection_md(run)
     );
@@ -684,7 +684,7 @@ pub fn write(
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.0e} | {:.3} ({}) | {} | {:.0} | {:.1} | {:.1} | {:.2e} |",
+            "| {} | {} | {} | {:.0e} ({:.0}%) | {:.3} ({}) | {} | {:.0} | {:.1} | {:.1} | {:.2e} |",
             r.name,
             if r.starts_from.is_empty() {
                 "—"
@@ -693,6 +693,7 @@ pub fn write(
             },
             if r.objective.is_empty() { "—" } else { &r.objective },
             r.learning_rate,
+            r.warmup * 100.0,
             r.validation_accuracy,
             r.best_epoch,
             r.epochs_run,

@@ -116,6 +116,7 @@ fn run_settings(
     prepared: &Loaded,
     init: BTreeMap<String, String>,
     (learning_rate, role_learning_rates): (f64, BTreeMap<String, f64>),
+    role_warmups: BTreeMap<String, f64>,
 ) -> anyhow::Result<RunSettings> {
     let data = &prepared.data;
     let class_weights = match args.class_weight {
@@ -160,6 +161,7 @@ fn run_settings(
             role_learning_rates,
             weight_decay: args.weight_decay,
             warmup: args.warmup,
+            role_warmups,
             clip: args.clip,
             patience: args.patience,
             distill: objectives.iter().any(|o| o.distills()).then_some(DistillSettings {
@@ -229,21 +231,48 @@ fn learning_rates(
     (common, differing)
 }
 
-/// `--role-lr ROLE=R` options as a map (`teacher` names the teacher's role).
-fn parse_role_lrs(specs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+/// A per-role number option (`--role-lr ROLE=R`, `--role-warmup ROLE=S`) as a map
+/// (`teacher` names the teacher's role); `range` says what a value must be, for the error.
+fn parse_role_values(
+    option: &str,
+    specs: &[String],
+    example: &str,
+    range: (&str, fn(f64) -> bool),
+) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     for spec in specs {
-        let (role, rate) = role_and_value("--role-lr", spec, "RATE, e.g. tinybert=5e-4")?;
-        let rate: f64 = rate
+        let (role, value) = role_and_value(option, spec, example)?;
+        let value: f64 = value
             .parse()
             .ok()
-            .filter(|r: &f64| r.is_finite() && *r > 0.0 && *r < 1.0)
-            .with_context(|| format!("--role-lr {spec}: the rate must be a number above 0 and below 1"))?;
-        if out.insert(role.to_string(), rate).is_some() {
-            bail!("--role-lr {spec}: {role} is given twice");
+            .filter(|v: &f64| v.is_finite() && range.1(*v))
+            .with_context(|| format!("{option} {spec}: {}", range.0))?;
+        if out.insert(role.to_string(), value).is_some() {
+            bail!("{option} {spec}: {role} is given twice");
         }
     }
     Ok(out)
+}
+
+fn parse_role_lrs(specs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+    parse_role_values(
+        "--role-lr",
+        specs,
+        "RATE, e.g. tinybert=5e-4",
+        ("the rate must be a number above 0 and below 1", |r| r > 0.0 && r < 1.0),
+    )
+}
+
+/// `--role-warmup`, the roles whose share differs from `--warmup` only.
+fn parse_role_warmups(specs: &[String], common: f64) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut shares = parse_role_values(
+        "--role-warmup",
+        specs,
+        "SHARE, e.g. teacher=0.06",
+        ("the share must be a number in [0, 1)", |s| (0.0..1.0).contains(&s)),
+    )?;
+    shares.retain(|_, s| *s != common);
+    Ok(shares)
 }
 
 /// Refuses to resume a run whose saved fingerprint differs from this command's.
@@ -274,6 +303,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let found = rundir::inspect(&out)?;
     let references = parse_inits(&args.init, args.pretrained)?;
     let role_lrs = parse_role_lrs(&args.role_lr)?;
+    let role_warmups = parse_role_warmups(&args.role_warmup, args.warmup)?;
     let inits = resolve_inits(references, &HubAccess::from_env(args.offline, args.quiet))?;
     let mut init_digests = BTreeMap::new();
     for (role, checkpoint) in &inits {
@@ -284,7 +314,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let loaded = load_data(&args.data, &inits)?;
     check_evaluation_size(&loaded, &args.data)?;
     let rates = learning_rates(&args, &inits, &role_lrs);
-    let settings = run_settings(&args, &loaded, init_digests, rates)?;
+    let settings = run_settings(&args, &loaded, init_digests, rates, role_warmups)?;
     if found == OutDir::Run {
         check_same_run(&out, &settings)?;
     }
@@ -322,6 +352,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         inits: &inits,
         learning_rate: settings.training.learning_rate,
         role_learning_rates: &settings.training.role_learning_rates,
+        role_warmups: &settings.training.role_warmups,
         prepared: &prepared,
         encoded: &encoded,
         out: &out,
@@ -514,6 +545,16 @@ mod tests {
         ] {
             let err = parse_role_lrs(&[bad.to_string()]).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
+        }
+        // --role-warmup: only the roles that differ from --warmup are kept (the fingerprint).
+        let shares = parse_role_warmups(&["teacher=0.06".to_string(), "tinybert=0.1".to_string()], 0.1).unwrap();
+        assert_eq!(shares, BTreeMap::from([(crate::suite::ROLES[0].to_string(), 0.06)]));
+        for bad in ["teacher=1", "teacher=-0.1", "teacher=x"] {
+            let err = parse_role_warmups(&[bad.to_string()], 0.1).unwrap_err().to_string();
+            assert!(
+                err.contains("--role-warmup") && err.contains("in [0, 1)"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// Share of the steps spent warming up the learning rate, in [0, 1).
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
+    /// One role's warm-up share, above --warmup: ROLE=SHARE (repeatable; `teacher` names the
+    /// teacher's role).
+    #[arg(long = "role-warmup", value_name = "ROLE=SHARE")]
+    pub role_warmup: Vec<String>,
     /// Gradient clipping: largest norm per parameter tensor.
     #[arg(long, default_value_t = 1.0)]
     pub clip: f64,

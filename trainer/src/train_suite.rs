@@ -28,8 +28,9 @@ pub struct TrainedModel {
     pub objective: Objective,
     /// Where its training started: a checkpoint, the teacher's layers, or scratch.
     pub starts_from: String,
-    /// Its peak learning rate.
+    /// Its peak learning rate and the share of its steps spent warming up to it.
     pub learning_rate: f64,
+    pub warmup: f64,
     pub model: EncoderClassifier,
     pub state: TrainState,
 }
@@ -108,7 +109,7 @@ fn train_options(run: &TrainingRun, role: &str, seed: u64) -> TrainOptions {
         batch_size: args.batch_size,
         learning_rate,
         weight_decay: args.weight_decay,
-        warmup_ratio: args.warmup,
+        warmup_ratio: run.warmup_of(role),
         clip_norm: args.clip,
         patience: args.patience,
         seed,
@@ -126,6 +127,8 @@ pub struct TrainingRun<'a> {
     /// The peak learning rate of every role not in `role_learning_rates`.
     pub learning_rate: f64,
     pub role_learning_rates: &'a BTreeMap<String, f64>,
+    /// Roles whose warm-up share is not `--warmup`'s.
+    pub role_warmups: &'a BTreeMap<String, f64>,
     pub prepared: &'a Prepared,
     pub encoded: &'a EncodedSplits,
     pub out: &'a Path,
@@ -145,6 +148,11 @@ impl TrainingRun<'_> {
             .get(role)
             .copied()
             .unwrap_or(self.learning_rate)
+    }
+
+    /// The share of a role's steps spent warming up.
+    pub fn warmup_of(&self, role: &str) -> f64 {
+        self.role_warmups.get(role).copied().unwrap_or(self.args.warmup)
     }
 }
 
@@ -208,6 +216,7 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
             objective: Objective::Independent,
             starts_from,
             learning_rate: run.learning_rate_of(&teacher_role),
+            warmup: run.warmup_of(&teacher_role),
             model: result.model,
             state: result.state,
         });
@@ -322,6 +331,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
                 objective,
                 starts_from,
                 learning_rate: run.learning_rate_of(&role),
+                warmup: run.warmup_of(&role),
                 model: result.model,
                 state: result.state,
             });

@@ -234,6 +234,8 @@ pub struct ModelResult {
     pub starts_from: String,
     /// Its peak learning rate (0 in older results).
     pub learning_rate: f64,
+    /// The share of its training steps spent warming up to that rate (0 in older results).
+    pub warmup: f64,
     /// Wall seconds its training took: the epochs' steps and validation passes (summed
     /// across resumes).
     pub train_seconds: f64,
