@@ -180,3 +180,49 @@ fn sharded_weights_load_as_the_single_file_does() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// The fixture's weights under other names (`rename` returns the new name of each tensor),
+/// beside its config and tokenizer.
+fn renamed(name: &str, rename: impl Fn(&str) -> String) -> PathBuf {
+    let dir = scratch(name);
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture_dir().join(file), dir.join(file)).unwrap();
+    }
+    let bytes = std::fs::read(fixture_dir().join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = file
+        .names()
+        .into_iter()
+        .map(|n| (rename(n), file.tensor(n).unwrap()))
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn layer_norms_named_gamma_and_beta_load_as_weight_and_bias() {
+    // bert-base-uncased's checkpoint keeps TensorFlow's names for its LayerNorms.
+    let dir = renamed("gamma-beta", |n| {
+        n.replace("LayerNorm.weight", "LayerNorm.gamma")
+            .replace("LayerNorm.bias", "LayerNorm.beta")
+    });
+    let names = safetensors::SafeTensors::deserialize(&std::fs::read(dir.join("model.safetensors")).unwrap())
+        .unwrap()
+        .names()
+        .iter()
+        .filter(|n| n.ends_with("LayerNorm.gamma"))
+        .count();
+    assert!(names >= 3, "the renamed file holds gamma tensors");
+    let (whole, old) = (load(&fixture_dir()).unwrap(), load(&dir).unwrap());
+    let text = "The officers searched the home without a warrant.";
+    let probs = |m: &LoadedModel| {
+        let t = m.tokenizer.encode(text).unwrap();
+        pollster::block_on(astrid::explain::probabilities(&m.model, &t.ids)).unwrap()
+    };
+    assert_eq!(probs(&whole), probs(&old));
+    std::fs::remove_dir_all(dir).unwrap();
+}
