@@ -15,6 +15,9 @@ use astrid_e2e::{cosine, fixture, floats, max_rel_diff, output_dir, trainer_bin}
 use sha2::{Digest, Sha256};
 
 const REPO: &str = "astrid-test/tiny-bert";
+/// The same files, served only with the token below (a gated or private repository).
+const GATED: &str = "astrid-test/gated-bert";
+const TOKEN: &str = "hf_astrid_test_token";
 const COMMIT: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// What the stand-in does with the next downloads of the weights' bytes.
@@ -28,8 +31,8 @@ struct Faults {
 
 struct HubStandIn {
     endpoint: String,
-    /// Every request line received, in order.
-    requests: Arc<Mutex<Vec<String>>>,
+    /// Every request line received, in order, with its Authorization header.
+    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
     faults: Arc<Faults>,
 }
 
@@ -83,17 +86,28 @@ fn not_found(stream: &mut TcpStream, code: &str) {
     respond(stream, "404 Not Found", &headers, body.as_bytes(), body.len());
 }
 
-fn serve(mut stream: TcpStream, files: &[(String, Vec<u8>)], seen: &Mutex<Vec<String>>, faults: &Faults) {
+fn serve(
+    mut stream: TcpStream,
+    files: &[(String, Vec<u8>)],
+    seen: &Mutex<Vec<(String, Option<String>)>>,
+    faults: &Faults,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
         return;
     }
     let mut range: Option<(usize, Option<usize>)> = None;
+    let mut authorization = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
             break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_string());
         }
         if let Some((name, value)) = header.split_once(':')
             && name.eq_ignore_ascii_case("range")
@@ -103,10 +117,19 @@ fn serve(mut stream: TcpStream, files: &[(String, Vec<u8>)], seen: &Mutex<Vec<St
             range = Some((from.parse().unwrap_or(0), to.parse().ok()));
         }
     }
-    seen.lock().unwrap().push(line.trim().to_string());
+    seen.lock()
+        .unwrap()
+        .push((line.trim().to_string(), authorization.clone()));
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let Some(repo) = [REPO, GATED].into_iter().find(|r| path.contains(&format!("/{r}/"))) else {
+        // The Hub answers 401 for a repository it does not show, whatever the reason.
+        return respond(&mut stream, "401 Unauthorized", &[], b"", 0);
+    };
+    if repo == GATED && authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+        return respond(&mut stream, "401 Unauthorized", &[], b"", 0);
+    }
     let known_revision = |rev: &str| rev == "main" || rev == COMMIT;
-    if let Some(rest) = path.strip_prefix(&format!("/api/models/{REPO}/revision/")) {
+    if let Some(rest) = path.strip_prefix(&format!("/api/models/{repo}/revision/")) {
         if !known_revision(rest) {
             return not_found(&mut stream, "RevisionNotFound");
         }
@@ -115,12 +138,12 @@ fn serve(mut stream: TcpStream, files: &[(String, Vec<u8>)], seen: &Mutex<Vec<St
             .map(|(f, _)| serde_json::json!({ "rfilename": f }))
             .chain([serde_json::json!({ "rfilename": "README.md" })])
             .collect();
-        let body = serde_json::json!({ "id": REPO, "sha": COMMIT, "siblings": siblings }).to_string();
+        let body = serde_json::json!({ "id": repo, "sha": COMMIT, "siblings": siblings }).to_string();
         let headers = [("Content-Type".to_string(), "application/json".to_string())];
         return respond(&mut stream, "200 OK", &headers, body.as_bytes(), body.len());
     }
-    let Some(rest) = path.strip_prefix(&format!("/{REPO}/resolve/")) else {
-        return not_found(&mut stream, "RepoNotFound");
+    let Some(rest) = path.strip_prefix(&format!("/{repo}/resolve/")) else {
+        return not_found(&mut stream, "EntryNotFound");
     };
     let (rev, name) = rest.split_once('/').unwrap_or((rest, ""));
     if !known_revision(rev) {
@@ -185,6 +208,7 @@ fn trainer_with_hub(args: &[&str], hub: &HubStandIn, hf_home: &Path, offline: bo
         .env("HF_HOME", hf_home)
         .env_remove("HF_HUB_CACHE")
         .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH")
         .env_remove("HF_HUB_OFFLINE");
     if offline {
         command.env("HF_HUB_OFFLINE", "1");
@@ -203,10 +227,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn snapshot(hf_home: &Path) -> PathBuf {
+fn snapshot_of(hf_home: &Path, repo: &str) -> PathBuf {
     hf_home
-        .join("hub/models--astrid-test--tiny-bert/snapshots")
+        .join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join("snapshots")
         .join(COMMIT)
+}
+
+fn snapshot(hf_home: &Path) -> PathBuf {
+    snapshot_of(hf_home, REPO)
 }
 
 /// The oracle's first case, explained through a model reference: its attributions must be
@@ -293,7 +323,11 @@ fn offline_with_an_empty_cache_and_a_missing_revision_fail_clearly() {
     let err = stderr(&out);
     assert!(err.contains("no revision 'v9'") && err.contains("HTTP 404"), "{err}");
     let out = explain("hf:astrid-test/absent", &[], false);
-    assert!(stderr(&out).contains("HTTP 404"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HTTP 401") && stderr(&out).contains("HF_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
     let out = explain("hf:astrid-test/../x", &[], false);
     assert!(stderr(&out).contains("not a Hub model id"), "{}", stderr(&out));
     // Nothing was cached for any of them.
@@ -427,4 +461,45 @@ fn pretrained_is_refused_outside_the_paper_suite_before_anything_is_fetched() {
     assert!(!run_dir.exists(), "nothing is written before the checkpoints are there");
     assert_eq!(hub.request_count(), 0);
     std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn a_gated_model_needs_the_token_from_hf_token_or_the_token_file() {
+    let hub = HubStandIn::start();
+    let home = fresh_dir("gated");
+    let reference = format!("hf:{GATED}");
+    let args = ["explain", "--model", reference.as_str(), "--text", "a case"];
+    let out = trainer_with_hub(&args, &hub, &home, false);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("HTTP 401") && err.contains("HF_TOKEN"), "{err}");
+    // HF_TOKEN is sent as a bearer token.
+    let mut command = Command::new(trainer_bin());
+    command
+        .args(args)
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env("HF_HOME", &home)
+        .env("HF_TOKEN", TOKEN)
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN_PATH")
+        .env_remove("HF_HUB_OFFLINE");
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bearer = format!("Bearer {TOKEN}");
+    assert!(
+        hub.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, auth)| auth.as_deref() == Some(bearer.as_str())),
+        "the token was not sent"
+    );
+    // The token file Python's `huggingface-cli login` writes ($HF_HOME/token) serves as well.
+    let second = fresh_dir("gated-token-file");
+    std::fs::write(second.join("token"), format!("{TOKEN}\n")).unwrap();
+    let out = trainer_with_hub(&args, &hub, &second, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(snapshot_of(&second, GATED).join("model.safetensors").exists());
+    std::fs::remove_dir_all(&home).unwrap();
+    std::fs::remove_dir_all(&second).unwrap();
 }
