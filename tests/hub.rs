@@ -29,10 +29,13 @@ struct Faults {
     corrupt_weights: AtomicBool,
 }
 
+/// A request line and its Authorization header.
+type Request = (String, Option<String>);
+
 struct HubStandIn {
     endpoint: String,
     /// Every request line received, in order, with its Authorization header.
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     faults: Arc<Faults>,
 }
 
@@ -89,7 +92,7 @@ fn not_found(stream: &mut TcpStream, code: &str) {
 fn serve(
     mut stream: TcpStream,
     files: &[(String, Vec<u8>)],
-    seen: &Mutex<Vec<(String, Option<String>)>>,
+    seen: &Mutex<Vec<Request>>,
     faults: &Faults,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
