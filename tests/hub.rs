@@ -18,6 +18,8 @@ const REPO: &str = "astrid-test/tiny-bert";
 /// The same files, served only with the token below (a gated or private repository).
 const GATED: &str = "astrid-test/gated-bert";
 const TOKEN: &str = "hf_astrid_test_token";
+/// The fixture with its weights in two shards and their index.
+const SHARDED: &str = "astrid-test/sharded-bert";
 const COMMIT: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// What the stand-in does with the next downloads of the weights' bytes.
@@ -39,6 +41,34 @@ struct HubStandIn {
     faults: Arc<Faults>,
 }
 
+/// A repository's files: name and bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Weights split in two shards, with the index that names them (as large models are saved).
+fn shards(weights: &[u8]) -> Files {
+    let file = safetensors::SafeTensors::deserialize(weights).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let half = names.len() / 2;
+    let mut out = Vec::new();
+    let mut map = serde_json::Map::new();
+    for (k, part) in [&names[..half], &names[half..]].into_iter().enumerate() {
+        let shard = format!("model-0000{}-of-00002.safetensors", k + 1);
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            part.iter().map(|n| (n.clone(), file.tensor(n).unwrap())).collect();
+        out.push((shard.clone(), safetensors::serialize(views, None).unwrap()));
+        for n in part {
+            map.insert(n.clone(), shard.clone().into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+    out.push((
+        "model.safetensors.index.json".to_string(),
+        index.to_string().into_bytes(),
+    ));
+    out
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -46,10 +76,13 @@ fn hex(bytes: &[u8]) -> String {
 impl HubStandIn {
     fn start() -> Self {
         let dir = fixture("tiny_bert");
-        let files: Vec<(String, Vec<u8>)> = ["config.json", "model.safetensors", "tokenizer.json"]
-            .iter()
-            .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
-            .collect();
+        let read = |f: &str| (f.to_string(), std::fs::read(dir.join(f)).unwrap());
+        let whole: Files = ["config.json", "model.safetensors", "tokenizer.json"]
+            .map(read)
+            .to_vec();
+        let mut sharded: Files = ["config.json", "tokenizer.json"].map(read).to_vec();
+        sharded.extend(shards(&std::fs::read(dir.join("model.safetensors")).unwrap()));
+        let files = [(REPO, whole.clone()), (GATED, whole), (SHARDED, sharded)];
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -89,12 +122,7 @@ fn not_found(stream: &mut TcpStream, code: &str) {
     respond(stream, "404 Not Found", &headers, body.as_bytes(), body.len());
 }
 
-fn serve(
-    mut stream: TcpStream,
-    files: &[(String, Vec<u8>)],
-    seen: &Mutex<Vec<Request>>,
-    faults: &Faults,
-) {
+fn serve(mut stream: TcpStream, repos: &[(&str, Files)], seen: &Mutex<Vec<Request>>, faults: &Faults) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -124,11 +152,11 @@ fn serve(
         .unwrap()
         .push((line.trim().to_string(), authorization.clone()));
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let Some(repo) = [REPO, GATED].into_iter().find(|r| path.contains(&format!("/{r}/"))) else {
+    let Some((repo, files)) = repos.iter().find(|(r, _)| path.contains(&format!("/{r}/"))) else {
         // The Hub answers 401 for a repository it does not show, whatever the reason.
         return respond(&mut stream, "401 Unauthorized", &[], b"", 0);
     };
-    if repo == GATED && authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+    if *repo == GATED && authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
         return respond(&mut stream, "401 Unauthorized", &[], b"", 0);
     }
     let known_revision = |rev: &str| rev == "main" || rev == COMMIT;
@@ -505,4 +533,26 @@ fn a_gated_model_needs_the_token_from_hf_token_or_the_token_file() {
     assert!(snapshot_of(&second, GATED).join("model.safetensors").exists());
     std::fs::remove_dir_all(&home).unwrap();
     std::fs::remove_dir_all(&second).unwrap();
+}
+
+#[test]
+fn sharded_weights_are_fetched_through_their_index() {
+    let hub = HubStandIn::start();
+    let home = fresh_dir("sharded");
+    let reference = format!("hf:{SHARDED}");
+    explain_matches_the_oracle(&reference, &hub, &home, false);
+    let snapshot = snapshot_of(&home, SHARDED);
+    for file in [
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
+        assert!(snapshot.join(file).exists(), "{file}");
+    }
+    assert!(!snapshot.join("model.safetensors").exists());
+    // Complete in the cache: offline it is used as it is.
+    let fetched = hub.request_count();
+    explain_matches_the_oracle(&reference, &hub, &home, true);
+    assert_eq!(hub.request_count(), fetched);
+    std::fs::remove_dir_all(&home).unwrap();
 }

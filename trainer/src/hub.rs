@@ -292,10 +292,11 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
                 .map(|f| f.to_string()),
         );
     }
+    // The shards join the list once their index is fetched.
     let mut snapshot: Option<PathBuf> = None;
-    let mut queue = wanted;
-    while let Some(file) = queue.first().cloned() {
-        queue.remove(0);
+    let mut next = 0;
+    while let Some(file) = wanted.get(next).cloned() {
+        next += 1;
         let path = download(&api, &file, revision)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         match &snapshot {
@@ -312,7 +313,7 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
             if let Some(absent) = shards.iter().find(|s| !has(s)) {
                 bail!("{SHARD_INDEX_FILE} names the shard {absent}, which the repository does not hold");
             }
-            queue.extend(shards);
+            wanted.extend(shards);
         }
     }
     snapshot.context("no file was fetched")
