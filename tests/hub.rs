@@ -491,6 +491,25 @@ fn pretrained_is_refused_outside_the_paper_suite_before_anything_is_fetched() {
     );
     assert!(!run_dir.exists(), "nothing is written before the checkpoints are there");
     assert_eq!(hub.request_count(), 0);
+    // A wrong data path is said before any checkpoint is fetched.
+    let init = format!("teacher=hf:{REPO}");
+    let missing = home.join("absent.csv");
+    let out = trainer_with_hub(
+        &[
+            "run",
+            "--init",
+            &init,
+            "--data",
+            missing.to_str().unwrap(),
+            "--out",
+            run_dir.to_str().unwrap(),
+        ],
+        &hub,
+        &home,
+        false,
+    );
+    assert!(stderr(&out).contains("absent.csv: no such file"), "{}", stderr(&out));
+    assert_eq!(hub.request_count(), 0);
     std::fs::remove_dir_all(&home).unwrap();
 }
 

@@ -301,6 +301,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(crate::clock::timestamp()));
     let found = rundir::inspect(&out)?;
+    // Named files first: a wrong path should not wait for a checkpoint's download.
+    for (option, path) in [("--data", &args.data.data), ("--tokenizer", &args.data.tokenizer)] {
+        if let Some(path) = path
+            && !path.is_file()
+        {
+            bail!("{option} {}: no such file", path.display());
+        }
+    }
     let references = parse_inits(&args.init, args.pretrained)?;
     let role_lrs = parse_role_lrs(&args.role_lr)?;
     let role_warmups = parse_role_warmups(&args.role_warmup, args.warmup)?;
