@@ -443,6 +443,8 @@ fn explains_on_the_cpu_fallback_like_the_trainer() {
     };
     assert_eq!(row("custom_2x384")[1], "independent");
     assert_eq!(row("custom_2x384-align")[1], "align");
+    // Where each started: the test bundle's models are trained from scratch.
+    assert!(row("custom_2x384")[2].starts_with("scratch"), "{rows:?}");
     assert!(!row("custom_2x384-align").last().unwrap().is_empty(), "a verdict");
 }
 

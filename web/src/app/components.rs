@@ -387,6 +387,7 @@ pub(crate) fn Leaderboard() -> impl IntoView {
                     <tr class=class>
                         <td>{r.name.clone()}</td>
                         <td>{if r.objective.is_empty() { "—".to_string() } else { r.objective.clone() }}</td>
+                        <td>{if r.starts_from.is_empty() { "—".to_string() } else { r.starts_from.clone() }}</td>
                         <td>{format!("{}x{}", r.layers, r.hidden)}</td>
                         <td>{params_text(Some(r.params as u64))}</td>
                         <td>{format!("{:.3}", r.accuracy)}</td>
@@ -433,6 +434,7 @@ pub(crate) fn Leaderboard() -> impl IntoView {
                     <thead><tr>
                         <th>"model"</th>
                         <th title="independent: labels only; distill: and the teacher's logits; align: and the teacher's outputs on views that pin down its reasons">"trained with"</th>
+                        <th title="a checkpoint (a directory, or a Hub id at its commit), the teacher's layers, or scratch">"starts from"</th>
                         <th>"layers×hidden"</th><th>"params"</th><th>"test acc"</th>
                         <th>"macro-F1"</th><th>"similarity to teacher (95% CI)"</th>
                         <th title="0: chance; 1: as close as the teacher retrained with another seed">"calibrated (95% CI)"</th>
