@@ -232,6 +232,12 @@ fn serve(mut stream: TcpStream, repos: &[(&str, Files)], seen: &Mutex<Vec<Reques
 /// `trainer ARGS…` with the Hub's environment: HF_ENDPOINT the stand-in, HF_HOME a
 /// directory of the test's; `offline` sets HF_HUB_OFFLINE=1.
 fn trainer_with_hub(args: &[&str], hub: &HubStandIn, hf_home: &Path, offline: bool) -> Output {
+    let offline: &[(&str, &str)] = if offline { &[("HF_HUB_OFFLINE", "1")] } else { &[] };
+    trainer_with_env(args, hub, hf_home, offline)
+}
+
+/// [`trainer_with_hub`] with other Hub variables set (none of the caller's leak in).
+fn trainer_with_env(args: &[&str], hub: &HubStandIn, hf_home: &Path, vars: &[(&str, &str)]) -> Output {
     let mut command = Command::new(trainer_bin());
     command
         .args(args)
@@ -240,10 +246,8 @@ fn trainer_with_hub(args: &[&str], hub: &HubStandIn, hf_home: &Path, offline: bo
         .env_remove("HF_HUB_CACHE")
         .env_remove("HF_TOKEN")
         .env_remove("HF_TOKEN_PATH")
-        .env_remove("HF_HUB_OFFLINE");
-    if offline {
-        command.env("HF_HUB_OFFLINE", "1");
-    }
+        .env_remove("HF_HUB_OFFLINE")
+        .envs(vars.iter().copied());
     command.output().unwrap()
 }
 
@@ -524,16 +528,7 @@ fn a_gated_model_needs_the_token_from_hf_token_or_the_token_file() {
     let err = stderr(&out);
     assert!(err.contains("HTTP 401") && err.contains("HF_TOKEN"), "{err}");
     // HF_TOKEN is sent as a bearer token.
-    let mut command = Command::new(trainer_bin());
-    command
-        .args(args)
-        .env("HF_ENDPOINT", &hub.endpoint)
-        .env("HF_HOME", &home)
-        .env("HF_TOKEN", TOKEN)
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HF_TOKEN_PATH")
-        .env_remove("HF_HUB_OFFLINE");
-    let out = command.output().unwrap();
+    let out = trainer_with_env(&args, &hub, &home, &[("HF_TOKEN", TOKEN)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bearer = format!("Bearer {TOKEN}");
     assert!(
