@@ -404,6 +404,24 @@ fn an_interrupted_or_corrupted_download_leaves_nothing_a_later_run_trusts() {
     hub.faults.corrupt_weights.store(false, Ordering::SeqCst);
     explain_matches_the_oracle(&reference, &hub, &home, false);
     explain_matches_the_oracle(&reference, &hub, &fresh, false);
+    // A blob already in the cache is another program's as much as ours: even when its bytes
+    // do not match its name, it is used as found, never removed.
+    let weights = std::fs::canonicalize(snapshot(&home).join("model.safetensors")).unwrap();
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&weights, &bytes).unwrap();
+    std::fs::remove_file(snapshot(&home).join("config.json")).unwrap();
+    let _ = trainer_with_hub(&args, &hub, &home, false);
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        bytes,
+        "the cached blob was left as it was"
+    );
+    assert!(
+        snapshot(&home).join("config.json").exists(),
+        "the missing file was fetched"
+    );
     std::fs::remove_dir_all(&home).unwrap();
     std::fs::remove_dir_all(&fresh).unwrap();
 }

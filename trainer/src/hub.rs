@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use astrid::bundle::{CONFIG_FILE, SHARD_INDEX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE};
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
-use hf_hub::{Repo, RepoType};
+use hf_hub::{Cache, CacheRepo, Repo, RepoType};
 use sha2::{Digest, Sha256};
 
 /// What a model reference starts with when it names a Hub repository.
@@ -251,11 +251,9 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
         .with_user_agent("astrid", env!("CARGO_PKG_VERSION"))
         .build()
         .context("cannot set up the Hub client")?;
-    let api = api.repo(Repo::with_revision(
-        repo.to_string(),
-        RepoType::Model,
-        revision.to_string(),
-    ));
+    let hub_repo = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
+    let cached = Cache::new(access.cache.clone()).repo(hub_repo.clone());
+    let api = api.repo(hub_repo);
     let info = api
         .info()
         .map_err(|e| explain_api_error(e, "the repository's file list", revision))?;
@@ -297,7 +295,7 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
     let mut next = 0;
     while let Some(file) = wanted.get(next).cloned() {
         next += 1;
-        let path = download(&api, &file, revision)?;
+        let path = download(&api, &cached, &file, revision)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         match &snapshot {
             Some(first) if *first != dir => bail!(
@@ -319,13 +317,17 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
     snapshot.context("no file was fetched")
 }
 
-/// Fetches one file (or finds it in the cache) and checks a fresh download against the
-/// SHA-256 the Hub gives for large files: a blob that does not match is removed, so no later
-/// run can trust it. hf-hub writes into `BLOB.part` and renames when complete, so an
-/// interrupted download never looks finished (the next one resumes it, then is checked).
-fn download(api: &ApiRepo, file: &str, revision: &str) -> anyhow::Result<PathBuf> {
+/// Fetches one file, or finds it in the cache. A file this call downloads is checked against
+/// the SHA-256 the Hub gives for large files, and removed when it does not match, so no later
+/// run can trust it; a file already in the cache is left as it is (it may be another
+/// program's). hf-hub writes into `BLOB.part` and renames when complete, so an interrupted
+/// download never looks finished (the next one resumes it, then is checked).
+fn download(api: &ApiRepo, cached: &CacheRepo, file: &str, revision: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = cached.get(file) {
+        return Ok(path);
+    }
     let path = api
-        .get(file)
+        .download(file)
         .map_err(|e| explain_api_error(e, &format!("fetching {file}"), revision))?;
     let blob = std::fs::canonicalize(&path).with_context(|| format!("{}: cannot resolve", path.display()))?;
     let etag = blob
