@@ -389,9 +389,22 @@ fn an_interrupted_or_corrupted_download_leaves_nothing_a_later_run_trusts() {
     hub.faults.cut_weights.store(0, Ordering::SeqCst);
     hub.faults.corrupt_weights.store(true, Ordering::SeqCst);
     let fresh = fresh_dir("corrupted");
+    // A user's files in the cache, beside and inside the repository's folder.
+    let planted = [
+        fresh.join("token-notes.txt"),
+        fresh.join("hub/models--other--model/blobs/keep.bin"),
+        fresh.join("hub/models--astrid-test--tiny-bert/blobs/users-file.bin"),
+    ];
+    for file in &planted {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"the user's").unwrap();
+    }
     let out = trainer_with_hub(&args, &hub, &fresh, false);
     assert!(!out.status.success(), "a corrupted download was accepted");
     assert!(stderr(&out).contains("SHA-256"), "{}", stderr(&out));
+    for file in &planted {
+        assert_eq!(std::fs::read(file).unwrap(), b"the user's", "{}", file.display());
+    }
     assert!(!snapshot(&fresh).join("model.safetensors").exists());
     let blobs = std::fs::read_dir(fresh.join("hub/models--astrid-test--tiny-bert/blobs")).unwrap();
     let kept: Vec<String> = blobs

@@ -42,6 +42,21 @@ fn results(dir: &Path) -> RunResults {
 }
 
 /// The recommendation follows from the thresholds and the numbers in results.json.
+/// `trainer export --run RUN --to BUNDLE EXTRA…`, which must succeed; the bundle's manifest
+/// as the page's own parser reads it.
+fn export_bundle(run: &str, bundle: &Path, extra: &[&str]) -> Manifest {
+    let mut args = vec!["export", "--run", run, "--to", bundle.to_str().unwrap()];
+    args.extend(extra);
+    let exported = trainer(&args);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let text = std::fs::read_to_string(bundle.join("manifest.json")).unwrap();
+    Manifest::parse(&text, "manifest.json").unwrap()
+}
+
 fn check_results(r: &RunResults) {
     let names: Vec<&str> = r.models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(
@@ -254,18 +269,8 @@ fn run_on_the_embedded_default_then_export() {
     // The web bundle: every file's sha256 is in the manifest.
     // Beside the run: export refuses a place inside it.
     let bundle = temp_dir("run-bundle");
-    let exported = trainer(&["export", "--run", &out_s, "--to", bundle.to_str().unwrap()]);
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
     // The page's own parser accepts it.
-    let manifest = Manifest::parse(
-        &std::fs::read_to_string(bundle.join("manifest.json")).unwrap(),
-        "manifest.json",
-    )
-    .unwrap();
+    let manifest = export_bundle(&out_s, &bundle, &[]);
     assert_eq!(manifest.models.len(), 6);
     assert!(!manifest.samples.is_empty());
     // The bundle carries the run's results (numbers through JSON twice: compared by verdict).
@@ -446,36 +451,12 @@ fn an_ablation_run_trains_each_role_three_ways_and_resumes_after_a_kill() {
     assert!(refused.contains("training.align.weight: 1.0 → 2.0"), "{refused}");
     // The bundle carries every model of the run, so the page shows ROLE beside ROLE-align.
     let bundle = temp_dir("ablation-bundle");
-    let exported = trainer(&["export", "--run", &out_s, "--to", bundle.to_str().unwrap()]);
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let manifest = Manifest::parse(
-        &std::fs::read_to_string(bundle.join("manifest.json")).unwrap(),
-        "manifest.json",
-    )
-    .unwrap();
+    let manifest = export_bundle(&out_s, &bundle, &[]);
     let exported: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(exported, want.iter().map(|(n, _)| *n).collect::<Vec<_>>());
     assert!(bundle.join("tinybert-align/model.safetensors").is_file());
     let some = temp_dir("ablation-bundle-some");
-    let chosen = trainer(&[
-        "export",
-        "--run",
-        &out_s,
-        "--to",
-        some.to_str().unwrap(),
-        "--models",
-        "tinybert,tinybert-align",
-    ]);
-    assert!(chosen.status.success(), "{}", String::from_utf8_lossy(&chosen.stderr));
-    let manifest = Manifest::parse(
-        &std::fs::read_to_string(some.join("manifest.json")).unwrap(),
-        "manifest.json",
-    )
-    .unwrap();
+    let manifest = export_bundle(&out_s, &some, &["--models", "tinybert,tinybert-align"]);
     let chosen: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(chosen, ["teacher_bert", "tinybert", "tinybert-align"]);
     for dir in [out, bundle, some] {

@@ -295,7 +295,7 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
     let mut next = 0;
     while let Some(file) = wanted.get(next).cloned() {
         next += 1;
-        let path = download(&api, &cached, &file, revision)?;
+        let path = download(&api, &cached, &access.cache.join(repo_folder(repo)), &file, revision)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         match &snapshot {
             Some(first) if *first != dir => bail!(
@@ -322,7 +322,9 @@ fn fetch(repo: &str, revision: &str, access: &HubAccess) -> anyhow::Result<PathB
 /// run can trust it; a file already in the cache is left as it is (it may be another
 /// program's). hf-hub writes into `BLOB.part` and renames when complete, so an interrupted
 /// download never looks finished (the next one resumes it, then is checked).
-fn download(api: &ApiRepo, cached: &CacheRepo, file: &str, revision: &str) -> anyhow::Result<PathBuf> {
+/// `folder` is the repository's folder of the cache: only a blob inside it, linked from one of
+/// its snapshots, is ever removed.
+fn download(api: &ApiRepo, cached: &CacheRepo, folder: &Path, file: &str, revision: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = cached.get(file) {
         return Ok(path);
     }
@@ -339,13 +341,20 @@ fn download(api: &ApiRepo, cached: &CacheRepo, file: &str, revision: &str) -> an
         let mut hasher = Sha256::new();
         let mut reader = std::fs::File::open(&blob).with_context(|| format!("{}: cannot read", blob.display()))?;
         std::io::copy(&mut reader, &mut hasher).with_context(|| format!("{}: cannot read", blob.display()))?;
-        let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest = crate::fingerprint::hex(&hasher.finalize());
         if !digest.eq_ignore_ascii_case(&etag) {
-            let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(&blob);
+            let blobs = std::fs::canonicalize(folder.join("blobs")).ok();
+            let ours = path.starts_with(folder.join("snapshots")) && blob.parent() == blobs.as_deref();
+            let fate = if ours {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&blob);
+                "the file was removed from the cache. Run the command again."
+            } else {
+                "it lies outside the repository's folder of the cache, so it was left where it is."
+            };
             bail!(
-                "{file}: the downloaded bytes have SHA-256 {digest}, not the {etag} the Hub announced; the file \
-                 was removed from the cache. Run the command again."
+                "{file}: the downloaded bytes have SHA-256 {digest}, not the {etag} the Hub announced; {fate} ({})",
+                blob.display()
             );
         }
     }

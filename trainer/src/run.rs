@@ -367,7 +367,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         device: &selected.device,
         workers: selected.workers,
         class_weights: settings.training.class_weights.as_deref(),
-        select_by: args.selection(),
     };
     let trained = train_suite(&training)?;
     timer.lap("training: the suite");

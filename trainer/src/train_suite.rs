@@ -16,7 +16,7 @@ use crate::align::{AlignInputs, AlignTargets, Objective, align_targets};
 use crate::checkpoints::{CheckpointDir, TrainState};
 use crate::hub::Checkpoint;
 use crate::prepare::{EncodedSplits, Prepared};
-use crate::run_args::{RunArgs, SelectBy};
+use crate::run_args::RunArgs;
 use crate::suite::suite;
 use crate::train::{Distill, Guidance, TrainOptions, predict_logits, train};
 
@@ -115,7 +115,7 @@ fn train_options(run: &TrainingRun, role: &str, seed: u64) -> TrainOptions {
         seed,
         distill: None,
         class_weights: run.class_weights.map(|w| w.iter().map(|&x| x as f32).collect()),
-        select_by: run.select_by,
+        select_by: args.selection(),
     }
 }
 
@@ -137,8 +137,6 @@ pub struct TrainingRun<'a> {
     pub workers: usize,
     /// The cross-entropy's class weights (`--class-weight balanced`).
     pub class_weights: Option<&'a [f64]>,
-    /// The validation figure that picks each model's best epoch.
-    pub select_by: SelectBy,
 }
 
 impl TrainingRun<'_> {
