@@ -669,11 +669,12 @@ fn bad_data_gets_a_clear_error() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Training split between two model replicas (two threads) included.
 #[test]
 fn the_same_command_gives_the_same_results() {
     let (a, b) = (temp_dir("repeat-a"), temp_dir("repeat-b"));
     for dir in [&a, &b] {
-        let out = trainer(&run_args(dir.to_str().unwrap(), &["--epochs", "1"]));
+        let out = trainer(&run_args(dir.to_str().unwrap(), &["--epochs", "1", "--workers", "2"]));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(
@@ -693,6 +694,11 @@ fn the_same_command_gives_the_same_results() {
         r
     };
     assert_eq!(outcome(&a), outcome(&b));
+    assert!(
+        results(&a).backend.contains("data-parallel on 2 model replicas"),
+        "{}",
+        results(&a).backend
+    );
     for dir in [a, b] {
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -42,6 +42,7 @@ pub mod files;
 pub mod format;
 pub mod heat;
 pub mod model;
+pub mod rng;
 pub mod schema;
 pub mod tokenize;
 

@@ -13,7 +13,10 @@ use burn::nn::{
 use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use std::cell::RefCell;
+
+use crate::rng::SplitMix64;
 
 use crate::config::{Architecture, ModelConfig};
 
@@ -116,6 +119,62 @@ impl ModelConfig {
     }
 }
 
+thread_local! {
+    /// This thread's dropout stream, when [`with_dropout_stream`] set one.
+    static DROPOUT_STREAM: RefCell<Option<SplitMix64>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with dropout masks drawn from a stream of this thread's own, seeded by `seed`,
+/// instead of the device's generator. Model replicas trained on several threads at once
+/// (data-parallel training) draw their masks this way: the device's one generator, shared by
+/// the threads, would hand out masks in whatever order the threads reach it, and the run
+/// would not be reproducible.
+pub fn with_dropout_stream<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    let previous = DROPOUT_STREAM.with(|s| s.replace(Some(SplitMix64::new(seed))));
+    let result = f();
+    DROPOUT_STREAM.with(|s| s.replace(previous));
+    result
+}
+
+/// A dropout mask of `n` values: `1 / keep` with probability `keep`, else 0.
+fn dropout_mask(n: usize, keep: f64, rng: &mut SplitMix64) -> Vec<f32> {
+    // Each 64-bit draw gives two 32-bit uniforms; a value is kept when its uniform is below
+    // keep · 2³².
+    let threshold = (keep * 4_294_967_296.0) as u64;
+    let scale = (1.0 / keep) as f32;
+    let mut mask = Vec::with_capacity(n);
+    while mask.len() < n {
+        let draw = rng.next_u64();
+        for uniform in [draw & 0xFFFF_FFFF, draw >> 32] {
+            if mask.len() < n {
+                mask.push(if uniform < threshold { scale } else { 0.0 });
+            }
+        }
+    }
+    mask
+}
+
+/// `layer`'s dropout: burn's (the device's generator) unless this thread has a dropout stream
+/// ([`with_dropout_stream`]); with one, the same rule (zero with probability p, scale the rest
+/// by 1/(1−p); only while training on an autodiff device) with masks from the stream.
+fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let active = layer.training.is_enabled() && x.device().is_autodiff() && layer.prob > 0.0;
+    let shape = x.shape();
+    let from_stream = DROPOUT_STREAM.with(|s| {
+        let mut stream = s.borrow_mut();
+        let rng = stream.as_mut()?;
+        Some(active.then(|| dropout_mask(shape.num_elements(), 1.0 - layer.prob, rng)))
+    });
+    match from_stream {
+        None => layer.forward(x),
+        Some(None) => x,
+        Some(Some(mask)) => {
+            let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
+            x * mask
+        }
+    }
+}
+
 impl EncoderLayer {
     fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4, Bool>>) -> Tensor<3> {
         let [batch, seq, hidden] = x.dims();
@@ -132,16 +191,16 @@ impl EncoderLayer {
             if let Some(mask) = mask {
                 scores = scores.mask_fill(mask.clone(), f32::MIN);
             }
-            let probs = self.attention_dropout.forward(softmax(scores, 3));
+            let probs = dropout(&self.attention_dropout, softmax(scores, 3));
             probs.matmul(v)
         } else {
             attention(q, k, v, mask.cloned(), None, AttentionModuleOptions::default())
         };
         let context = context.swap_dims(1, 2).reshape([batch, seq, hidden]);
-        let attended = self.dropout.forward(self.attention_output.forward(context));
+        let attended = dropout(&self.dropout, self.attention_output.forward(context));
         let x = self.attention_norm.forward(attended + x);
         let ff = self.output.forward(gelu(self.intermediate.forward(x.clone())));
-        self.output_norm.forward(self.dropout.forward(ff) + x)
+        self.output_norm.forward(dropout(&self.dropout, ff) + x)
     }
 }
 
@@ -178,7 +237,7 @@ impl EncoderClassifier {
         if let Some(types) = &emb.token_type_embeddings {
             x = x + types.weight.val().narrow(0, 0, 1).reshape([1, 1, hidden]);
         }
-        let mut x = emb.dropout.forward(emb.layer_norm.forward(x));
+        let mut x = dropout(&emb.dropout, emb.layer_norm.forward(x));
         // [batch, heads, seq_q, seq_k], true where the key is padding.
         let key_mask = mask.map(|real| {
             real.bool_not()
@@ -194,7 +253,7 @@ impl EncoderClassifier {
             Architecture::Bert => tanh(pooled),
             Architecture::DistilBert => relu(pooled),
         };
-        self.classifier.forward(self.classifier_dropout.forward(pooled))
+        self.classifier.forward(dropout(&self.classifier_dropout, pooled))
     }
 }
 
@@ -248,6 +307,45 @@ impl EncoderClassifier {
 mod tests {
     use super::*;
     use crate::explain::read_f32;
+
+    /// A stream's masks keep each value with probability 1 − p, scaled by 1/(1 − p); the same
+    /// seed gives the same mask; the stream ends with `with_dropout_stream`.
+    #[test]
+    fn dropout_streams_draw_scaled_masks_of_the_right_rate() {
+        let mut rng = SplitMix64::new(3);
+        let mask = dropout_mask(100_001, 0.9, &mut rng);
+        assert_eq!(mask.len(), 100_001);
+        let scale = (1.0 / 0.9) as f32;
+        assert!(mask.iter().all(|&m| m == 0.0 || m == scale));
+        let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / mask.len() as f64;
+        assert!((kept - 0.9).abs() < 0.005, "kept {kept}");
+        assert_eq!(dropout_mask(1000, 0.9, &mut SplitMix64::new(3)), mask[..1000]);
+
+        let mut config = ModelConfig::bert(1, 8, 2, 16);
+        config.vocab_size = 20;
+        config.max_position_embeddings = 8;
+        config.hidden_dropout = 0.5;
+        let autodiff = Device::flex().autodiff();
+        let model = config.init(&Device::flex()).to_device(&autodiff).train();
+        let ids = || Tensor::<2, Int>::from_data([[1, 5, 6, 7, 2]], &autodiff);
+        let logits = |seed| {
+            with_dropout_stream(seed, || {
+                pollster::block_on(read_f32(model.forward(ids(), None))).unwrap()
+            })
+        };
+        assert_eq!(logits(1), logits(1), "one seed, one mask");
+        assert_ne!(logits(1), logits(2), "the stream drew no mask");
+        assert!(
+            DROPOUT_STREAM.with(|s| s.borrow().is_none()),
+            "the stream outlived its scope"
+        );
+        let valid = model.valid();
+        let plain = pollster::block_on(read_f32(valid.forward(ids().inner(), None))).unwrap();
+        let streamed = with_dropout_stream(1, || {
+            pollster::block_on(read_f32(valid.forward(ids().inner(), None))).unwrap()
+        });
+        assert_eq!(plain, streamed, "no dropout outside training");
+    }
 
     #[test]
     fn students_of_the_teachers_width_start_from_its_layers() {

@@ -729,7 +729,8 @@ mod tests {
             let (ids, mask) = batch_tensors(&refs, &autodiff);
             let labels: Vec<i64> = d.labels.iter().map(|&l| (l ^ usize::from(flip)) as i64).collect();
             let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [d.labels.len()]), &autodiff);
-            let (loss, _) = crate::train::batch_loss(&model, &loss_fn, ids, mask, targets, None);
+            let (loss, _) =
+                crate::train::batch_loss(&model, &loss_fn, ids, mask, targets, None, crate::train::Share::WHOLE);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(1e-2, model, grads);
         }
@@ -757,9 +758,9 @@ mod tests {
                     data: &d,
                     epoch,
                 };
-                let loss = value(align_loss(&teacher, &targets, &batch).unwrap());
+                let loss = value(align_loss(&teacher, &targets, &batch, 1.0).unwrap());
                 assert!(loss.abs() < 1e-6, "{views:?} epoch {epoch}: {loss}");
-                let loss = value(align_loss(&other, &targets, &batch).unwrap());
+                let loss = value(align_loss(&other, &targets, &batch, 1.0).unwrap());
                 assert!(
                     loss > 1e-3,
                     "{views:?}: a model that disagrees is not the teacher ({loss})"
@@ -795,7 +796,7 @@ mod tests {
                 data: d,
                 epoch: 0,
             };
-            align_loss(model, targets, &batch).unwrap()
+            align_loss(model, targets, &batch, 1.0).unwrap()
         };
         let before = value(loss_of(&student.valid()));
         assert!(

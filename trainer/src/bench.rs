@@ -13,7 +13,7 @@ use clap::Args;
 use burn::nn::loss::CrossEntropyLossConfig;
 
 use crate::device::{self, Backend};
-use crate::train::{Batch, Encoded, Guidance, TrainOptions, adamw, train_batch};
+use crate::train::{Batch, Encoded, Guidance, StepPlan, TrainOptions, adamw, train_batch};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -43,6 +43,10 @@ pub struct BenchArgs {
     pub train_steps: usize,
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
+    /// Model replicas each training batch is split between, one thread each (as `trainer run
+    /// --workers`).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
 
 /// Multiply-add FLOPs (2 per MAC) of one forward pass of one sequence, as the reference
@@ -199,6 +203,7 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
         distill: None,
         class_weights: None,
         select_by: Default::default(),
+        workers: args.workers,
     };
     let autodiff = device.clone().autodiff();
     let mut model = config.init(device).to_device(&autodiff).train();
@@ -221,7 +226,12 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
             data: &data,
             epoch: 0,
         };
-        model = train_batch(model, &mut optimizer, &loss_fn, texts, Guidance::default(), None, 1e-4)?.model;
+        let plan = StepPlan {
+            workers: args.workers,
+            dropout_seed: step as u64,
+            ..StepPlan::single(1e-4)
+        };
+        model = train_batch(model, &mut optimizer, &loss_fn, texts, Guidance::default(), plan)?.model;
         if step > 0 {
             timed += started.elapsed().as_secs_f64();
         }

@@ -34,9 +34,10 @@ pub struct Selected {
     pub workers: usize,
 }
 
-/// IG's chains of work on the CPU: burn-flex runs element-wise operations on one thread, so
-/// two chains fill a 2-core machine (more gave nothing here). `ASTRID_THREADS` overrides.
-fn cpu_workers() -> usize {
+/// Chains of work on the CPU (IG's, and training's model replicas): burn-flex runs
+/// element-wise operations on one thread, so two chains fill a 2-core machine (more gave
+/// nothing here). `ASTRID_THREADS` overrides.
+pub fn cpu_workers() -> usize {
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::env::var("ASTRID_THREADS")
         .ok()

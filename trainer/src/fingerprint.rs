@@ -143,6 +143,9 @@ pub struct TrainingSettings {
     /// before `--select-by`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select_by: Option<SelectBy>,
+    /// Model replicas per batch (`--workers`) when above 1; absent: 1 (runs made before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -281,6 +284,7 @@ mod tests {
                 align: None,
                 class_weights: None,
                 select_by: None,
+                workers: None,
             },
             explanations: ExplanationSettings {
                 texts: 50,

@@ -172,6 +172,7 @@ fn run_settings(
             align: args.align_settings(),
             class_weights,
             select_by: Some(args.selection()).filter(|&s| s != SelectBy::Accuracy),
+            workers: Some(args.training_workers()).filter(|&w| w > 1),
         },
         explanations: ExplanationSettings {
             texts: explained,
@@ -366,6 +367,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out: &out,
         device: &selected.device,
         workers: selected.workers,
+        training_workers: settings.training.workers.unwrap_or(1),
         class_weights: settings.training.class_weights.as_deref(),
     };
     let trained = train_suite(&training)?;
@@ -449,7 +451,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             planted_signal: data.has_planted_signal(),
         },
         settings: serde_json::to_value(&settings)?,
-        backend: selected.description.clone(),
+        backend: match settings.training.workers {
+            Some(w) => format!("{}; training data-parallel on {w} model replicas", selected.description),
+            None => selected.description.clone(),
+        },
         thresholds,
         models,
         calibration: Some(calibration),

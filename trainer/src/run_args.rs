@@ -119,6 +119,12 @@ pub struct RunArgs {
     /// Texts per optimizer step (at least 1).
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// CPU training: model replicas each batch is split between, one thread each, their
+    /// gradients summed into one step (data-parallel). Results are reproducible for a given
+    /// seed and worker count; 1 trains as before. Default: as many as IG uses (the cores, at
+    /// most 2; `ASTRID_THREADS` overrides); with --backend wgpu, 1.
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Peak learning rate of every role (default 5e-4 for a role trained from scratch, 5e-5
     /// for one started from an --init checkpoint).
     #[arg(long)]
@@ -369,6 +375,14 @@ impl RunArgs {
         })
     }
 
+    /// Training replicas per batch: `--workers`, else IG's thread count on the CPU and 1 on a GPU.
+    pub fn training_workers(&self) -> usize {
+        self.workers.unwrap_or(match self.backend {
+            Backend::Cpu => crate::device::cpu_workers(),
+            Backend::Wgpu => 1,
+        })
+    }
+
     /// The figure that picks the best epoch: `--select-by`, else macro-F1 for balanced class
     /// weights and accuracy otherwise.
     pub fn selection(&self) -> SelectBy {
@@ -398,6 +412,17 @@ impl RunArgs {
         p.check(self.batch_size >= 1, || {
             format!("--batch-size {}: use at least 1 text per step", self.batch_size)
         });
+        if let Some(workers) = self.workers {
+            p.check((1..=self.batch_size.max(1)).contains(&workers), || {
+                format!(
+                    "--workers {workers}: from 1 to the batch size ({}); each worker trains on its share of a batch",
+                    self.batch_size
+                )
+            });
+            p.check(workers == 1 || self.backend == Backend::Cpu, || {
+                format!("--workers {workers}: splitting batches between threads is for --backend cpu; a GPU takes the whole batch")
+            });
+        }
         if let Some(lr) = self.lr {
             p.check(lr.is_finite() && lr > 0.0 && lr < 1.0, || {
                 format!("--lr {lr}: use a learning rate above 0 and below 1 (5e-4 from scratch, 5e-5 fine-tuning)")
@@ -573,6 +598,22 @@ mod tests {
             "--similarity-mode calibrated needs --reference-seeds",
             "nothing was written",
         ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn training_workers_are_checked_and_default_by_backend() {
+        assert_eq!(args(&["--workers", "3"]).training_workers(), 3);
+        assert_eq!(args(&["--backend", "wgpu"]).training_workers(), 1);
+        assert_eq!(args(&[]).training_workers(), crate::device::cpu_workers());
+        args(&["--workers", "16"]).validate().unwrap();
+        for (bad, needle) in [
+            (&["--workers", "0"][..], "--workers 0: from 1 to the batch size (16)"),
+            (&["--workers", "17"][..], "--workers 17: from 1 to the batch size (16)"),
+            (&["--workers", "2", "--backend", "wgpu"][..], "is for --backend cpu"),
+        ] {
+            let err = args(bad).validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{needle} missing from: {err}");
         }
     }

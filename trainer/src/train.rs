@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use astrid::checkpoint::to_safetensors_bytes;
 use astrid::explain::{argmax, read_f32};
-use astrid::model::EncoderClassifier;
-use burn::module::{Module, ModuleVisitor, ParamId};
+use astrid::model::{EncoderClassifier, with_dropout_stream};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use burn_store::{BurnpackStore, ModuleSnapshot};
@@ -68,6 +68,13 @@ pub struct TrainOptions {
     /// The validation figure that picks the best epoch (and counts toward `patience`).
     #[serde(default)]
     pub select_by: SelectBy,
+    /// Model replicas each batch is split between, one thread each ([`train_batch`]).
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Class weights that make every class count as much in the loss (scikit-learn's
@@ -242,19 +249,19 @@ pub fn train(
             let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
             for (b, chunk) in order.chunks(options.batch_size.max(1)).enumerate() {
                 let lr = learning_rate(options, epoch * steps_per_epoch + b, total_steps);
-                let step = train_batch(
-                    model,
-                    &mut optimizer,
-                    &loss_fn,
-                    Batch {
-                        texts: chunk,
-                        data: train,
-                        epoch,
-                    },
-                    guidance,
-                    options.distill,
+                let plan = StepPlan {
                     lr,
-                )?;
+                    distill: options.distill,
+                    class_weights: options.class_weights.as_deref(),
+                    workers: options.workers,
+                    dropout_seed: step_seed(options.seed, epoch, b),
+                };
+                let texts = Batch {
+                    texts: chunk,
+                    data: train,
+                    epoch,
+                };
+                let step = train_batch(model, &mut optimizer, &loss_fn, texts, guidance, plan)?;
                 model = step.model;
                 let loss_value = step.loss;
                 if !loss_value.is_finite() {
@@ -327,8 +334,30 @@ pub fn train(
     })
 }
 
+/// How much of a whole batch's loss one shard of it carries when the batch is split between
+/// model replicas: its share of the class weight (the cross-entropy is a weighted mean) and
+/// of the texts (the distillation and alignment terms are plain means). The shards' losses,
+/// each scaled by its share, add up to the whole batch's, and so do their gradients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share {
+    pub weight: f64,
+    pub texts: f64,
+}
+
+impl Share {
+    pub const WHOLE: Share = Share {
+        weight: 1.0,
+        texts: 1.0,
+    };
+}
+
+/// `loss · share`, without an operation when the share is 1 (one thread: today's numbers).
+fn scaled(loss: Tensor<1>, share: f64) -> Tensor<1> {
+    if share == 1.0 { loss } else { loss.mul_scalar(share) }
+}
+
 /// The training loss of a batch (cross-entropy, plus the distillation term when the
-/// teacher's logits are given) and the logits.
+/// teacher's logits are given), scaled by the batch's `share` of the step, and the logits.
 pub fn batch_loss(
     model: &EncoderClassifier,
     loss_fn: &CrossEntropyLoss,
@@ -336,11 +365,12 @@ pub fn batch_loss(
     mask: Tensor<2, Bool>,
     targets: Tensor<1, Int>,
     teacher: Option<(Tensor<2>, Distill)>,
+    share: Share,
 ) -> (Tensor<1>, Tensor<2>) {
     let logits = model.forward(ids, Some(mask));
-    let mut loss = loss_fn.forward(logits.clone(), targets);
+    let mut loss = scaled(loss_fn.forward(logits.clone(), targets), share.weight);
     if let Some((teacher, d)) = teacher {
-        let kl = kl_divergence(teacher, logits.clone(), d.temperature);
+        let kl = scaled(kl_divergence(teacher, logits.clone(), d.temperature), share.texts);
         loss = loss.mul_scalar(1.0 - d.alpha) + kl.mul_scalar(d.alpha * d.temperature * d.temperature);
     }
     (loss, logits)
@@ -357,8 +387,14 @@ pub fn kl_divergence(teacher: Tensor<2>, student: Tensor<2>, temperature: f64) -
 
 /// The alignment term of a batch, times its weight: per text, KL at temperature 1 between the
 /// teacher's and the student's class probabilities on the text's view of this epoch, or the
-/// squared difference of their slopes ([`Probe::Slope`]); averaged over the texts.
-pub fn align_loss(model: &EncoderClassifier, targets: &AlignTargets, batch: &Batch) -> anyhow::Result<Tensor<1>> {
+/// squared difference of their slopes ([`Probe::Slope`]); averaged over the texts and scaled
+/// by the batch's share of the step's texts.
+pub fn align_loss(
+    model: &EncoderClassifier,
+    targets: &AlignTargets,
+    batch: &Batch,
+    share: f64,
+) -> anyhow::Result<Tensor<1>> {
     let device = model.device();
     let labels = model.config.num_labels;
     let epoch_logits = targets
@@ -418,9 +454,8 @@ pub fn align_loss(model: &EncoderClassifier, targets: &AlignTargets, batch: &Bat
         add((gap.clone() * gap).sum_dim(1).sum().reshape([1]));
     }
     let total = total.context("an empty batch")?;
-    Ok(total
-        .div_scalar(probes.len() as f64)
-        .mul_scalar(targets.plan.settings.weight))
+    let mean = total.div_scalar(probes.len() as f64);
+    Ok(scaled(mean, share).mul_scalar(targets.plan.settings.weight))
 }
 
 /// The texts of one optimizer step: indices into `data`, in training epoch `epoch` (0-based).
@@ -439,22 +474,70 @@ pub struct Step {
     pub right: usize,
 }
 
-/// One AdamW step on the texts `batch` (indices into `data`).
-///
-/// The batch runs as one chain of operations. Splitting it between threads (as IG does)
-/// trained ~20% faster on the CPU, but burn 0.22's autodiff is not safe for concurrent
-/// backward passes that share parameters ("graph tape has already been consumed", seen
-/// intermittently), so training stays sequential.
-#[allow(clippy::too_many_arguments)]
-pub fn train_batch(
-    model: EncoderClassifier,
-    optimizer: &mut ModuleOptimizer,
+/// How one optimizer step runs.
+#[derive(Debug, Clone, Copy)]
+pub struct StepPlan<'a> {
+    pub lr: f64,
+    pub distill: Option<Distill>,
+    /// The cross-entropy's class weights (the loss function's), to share the batch out.
+    pub class_weights: Option<&'a [f32]>,
+    /// Model replicas the batch is split between, one thread each (1: the model itself).
+    pub workers: usize,
+    /// Seeds the replicas' dropout streams (with `workers` > 1).
+    pub dropout_seed: u64,
+}
+
+impl StepPlan<'_> {
+    /// A plain step: one thread, no distillation, no class weights.
+    pub fn single(lr: f64) -> Self {
+        StepPlan {
+            lr,
+            distill: None,
+            class_weights: None,
+            workers: 1,
+            dropout_seed: 0,
+        }
+    }
+}
+
+/// The seed of one step's dropout streams: fixed by the run's seed, the epoch and the batch,
+/// so a resumed run draws what an uninterrupted one would.
+pub fn step_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+    SplitMix64::new(seed ^ ((epoch as u64) << 32) ^ batch as u64).next_u64()
+}
+
+/// Splits `texts` into `workers` contiguous shards whose sizes differ by at most one (fewer
+/// shards when there are fewer texts).
+pub fn shards(texts: &[usize], workers: usize) -> Vec<&[usize]> {
+    let k = workers.clamp(1, texts.len().max(1));
+    let (base, extra) = (texts.len() / k, texts.len() % k);
+    let mut out = Vec::with_capacity(k);
+    let mut start = 0;
+    for i in 0..k {
+        let len = base + usize::from(i < extra);
+        out.push(&texts[start..start + len]);
+        start += len;
+    }
+    out
+}
+
+/// What one replica computed on its shard (or the model on the whole batch).
+struct ShardOutcome {
+    grads: GradientsParams,
+    /// The shard's loss, scaled by its share of the step.
+    loss: f64,
+    right: usize,
+}
+
+/// Loss, predictions and gradients of `model` on the texts of `batch`.
+fn shard_gradients(
+    model: &EncoderClassifier,
     loss_fn: &CrossEntropyLoss,
-    texts: Batch,
+    texts: &Batch,
     guidance: Guidance,
     distill: Option<Distill>,
-    lr: f64,
-) -> anyhow::Result<Step> {
+    share: Share,
+) -> anyhow::Result<ShardOutcome> {
     let (batch, data) = (texts.texts, texts.data);
     let device = model.device();
     let labels = model.config.num_labels;
@@ -470,9 +553,9 @@ pub fn train_batch(
         }
         _ => None,
     };
-    let (mut loss, logits) = batch_loss(&model, loss_fn, ids, mask, targets, teacher);
+    let (mut loss, logits) = batch_loss(model, loss_fn, ids, mask, targets, teacher, share);
     if let Some(align) = guidance.align {
-        loss = loss + align_loss(&model, align, &texts)?;
+        loss = loss + align_loss(model, align, texts, share.texts)?;
     }
     let loss_value = pollster::block_on(read_f32(loss.clone().without_autodiff()))?[0] as f64;
     let predictions = pollster::block_on(read_f32(logits.without_autodiff()))?;
@@ -481,30 +564,147 @@ pub fn train_batch(
         .enumerate()
         .filter(|(k, i)| argmax(&predictions[k * labels..(k + 1) * labels]) == data.labels[**i])
         .count();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    check_gradients(&model, &grads)?;
-    let model = optimizer.step(lr, model, grads);
+    Ok(ShardOutcome {
+        grads: GradientsParams::from_grads(loss.backward(), model),
+        loss: loss_value,
+        right,
+    })
+}
+
+/// One AdamW step on the texts `batch` (indices into `data`).
+///
+/// With `plan.workers` > 1 the batch is split into that many shards, each run by a replica of
+/// the model on its own thread: the replica is forked (`Module::fork`), so it has its own
+/// autodiff graph and no node is shared between concurrent backward passes (burn #5573 was
+/// about passes sharing the model's parameters). Each replica draws dropout masks from its
+/// own stream; the shards' losses are scaled by their [`Share`]s, and their gradients summed
+/// in shard order, so a step is the same for a given seed and worker count, whatever the
+/// threads' timing.
+pub fn train_batch(
+    model: EncoderClassifier,
+    optimizer: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    texts: Batch,
+    guidance: Guidance,
+    plan: StepPlan,
+) -> anyhow::Result<Step> {
+    let outcome = batch_gradients(&model, loss_fn, &texts, guidance, &plan)?;
+    check_gradients(&model, &outcome.grads)?;
+    let model = optimizer.step(plan.lr, model, outcome.grads);
     Ok(Step {
         model,
-        loss: loss_value,
+        loss: outcome.loss,
+        right: outcome.right,
+    })
+}
+
+/// The whole batch's loss, hits and gradients, from one shard per worker (see [`train_batch`]).
+fn batch_gradients(
+    model: &EncoderClassifier,
+    loss_fn: &CrossEntropyLoss,
+    texts: &Batch,
+    guidance: Guidance,
+    plan: &StepPlan,
+) -> anyhow::Result<ShardOutcome> {
+    let parts = shards(texts.texts, plan.workers);
+    if parts.len() <= 1 {
+        return shard_gradients(model, loss_fn, texts, guidance, plan.distill, Share::WHOLE);
+    }
+    let weight_of = |shard: &[usize]| -> f64 {
+        match plan.class_weights {
+            Some(w) => shard
+                .iter()
+                .map(|&i| w.get(texts.data.labels[i]).copied().unwrap_or(1.0) as f64)
+                .sum(),
+            None => shard.len() as f64,
+        }
+    };
+    let (total_weight, total_texts) = (weight_of(texts.texts), texts.texts.len() as f64);
+    let device = model.device();
+    let outcomes: Vec<anyhow::Result<ShardOutcome>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .map(|(k, &shard)| {
+                let replica = model.clone().fork(&device);
+                let share = Share {
+                    weight: weight_of(shard) / total_weight,
+                    texts: shard.len() as f64 / total_texts,
+                };
+                let seed = SplitMix64::new(plan.dropout_seed ^ k as u64).next_u64();
+                let batch = Batch {
+                    texts: shard,
+                    data: texts.data,
+                    epoch: texts.epoch,
+                };
+                scope.spawn(move || {
+                    with_dropout_stream(seed, || {
+                        shard_gradients(&replica, loss_fn, &batch, guidance, plan.distill, share)
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+            })
+            .collect()
+    });
+    let mut sum = GradientsAccumulator::new();
+    let (mut loss, mut right) = (0.0, 0);
+    for outcome in outcomes {
+        let outcome = outcome?;
+        sum.accumulate(model, outcome.grads);
+        loss += outcome.loss;
+        right += outcome.right;
+    }
+    Ok(ShardOutcome {
+        grads: sum.grads(),
+        loss,
         right,
     })
 }
 
 /// Adds up |gradient| over every parameter (one readback per step); with `name_each`, finds
 /// the first parameter whose gradient is not finite instead.
+/// (burn 0.22's traversal calls `visit_float` and `enter_module`, never
+/// `visit_float_with_path`: the path is kept here.)
 struct GradientScan<'a> {
     grads: &'a GradientsParams,
     total: Option<Tensor<1>>,
     name_each: bool,
     first_bad: Option<String>,
+    path: Vec<String>,
+}
+
+impl<'a> GradientScan<'a> {
+    fn new(grads: &'a GradientsParams, name_each: bool) -> Self {
+        GradientScan {
+            grads,
+            total: None,
+            name_each,
+            first_bad: None,
+            path: Vec::new(),
+        }
+    }
 }
 
 impl ModuleVisitor for GradientScan<'_> {
-    fn visit_float_with_path<const D: usize>(&mut self, path: &[String], id: ParamId, _: &Tensor<D>) {
-        let Some(grad) = self.grads.get::<D>(id) else {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(grad) = self.grads.get::<D>(param.id) else {
             return;
         };
+        let path = &self.path;
         let sum = grad.abs().sum();
         if self.name_each {
             if self.first_bad.is_none() {
@@ -525,12 +725,7 @@ impl ModuleVisitor for GradientScan<'_> {
 /// A NaN or infinite gradient would turn every weight into NaN at the next step: stop with
 /// the parameter's name instead.
 fn check_gradients(model: &EncoderClassifier, grads: &GradientsParams) -> anyhow::Result<()> {
-    let mut scan = GradientScan {
-        grads,
-        total: None,
-        name_each: false,
-        first_bad: None,
-    };
+    let mut scan = GradientScan::new(grads, false);
     model.visit(&mut scan);
     let Some(total) = scan.total else {
         return Ok(());
@@ -539,12 +734,7 @@ fn check_gradients(model: &EncoderClassifier, grads: &GradientsParams) -> anyhow
     if total.first().is_some_and(|t| t.is_finite()) {
         return Ok(());
     }
-    let mut scan = GradientScan {
-        grads,
-        total: None,
-        name_each: true,
-        first_bad: None,
-    };
+    let mut scan = GradientScan::new(grads, true);
     model.visit(&mut scan);
     bail!(
         "the gradient of {} is not finite (NaN or infinite); lower --lr or --clip, or check the data",
@@ -563,6 +753,212 @@ pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use astrid::ModelConfig;
+    use burn::module::ParamId;
+
+    /// A one-layer BERT of width 16 over a 40-token vocabulary, with dropout `dropout`.
+    fn tiny_model(dropout: f64) -> EncoderClassifier {
+        let mut config = ModelConfig::bert(1, 16, 2, 32);
+        config.vocab_size = 40;
+        config.max_position_embeddings = 16;
+        config.hidden_dropout = dropout;
+        config.attention_dropout = dropout;
+        config.classifier_dropout = dropout;
+        config.init(&Device::flex())
+    }
+
+    /// Seven texts [CLS] w… [SEP] of 4 to 10 tokens, both classes, uneven.
+    fn tiny_data() -> Encoded {
+        let ids: Vec<Vec<u32>> = (0..7u32)
+            .map(|t| {
+                let words = (0..2 + t).map(|w| 10 + (t * 7 + w * 3) % 30);
+                std::iter::once(1).chain(words).chain(std::iter::once(2)).collect()
+            })
+            .collect();
+        Encoded {
+            special: ids
+                .iter()
+                .map(|t| (0..t.len()).map(|p| p == 0 || p == t.len() - 1).collect())
+                .collect(),
+            labels: vec![0, 1, 1, 0, 1, 1, 1],
+            ids,
+        }
+    }
+
+    /// Every parameter's gradient, flattened, in the model's order.
+    fn flat_gradients(model: &EncoderClassifier, grads: &GradientsParams) -> Vec<(ParamId, Vec<f32>)> {
+        struct Collect<'a>(&'a GradientsParams, Vec<(ParamId, Vec<f32>)>);
+        impl ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(grad) = self.0.get::<D>(param.id) {
+                    let values = pollster::block_on(read_f32(grad.reshape([-1]))).unwrap();
+                    self.1.push((param.id, values));
+                }
+            }
+        }
+        let mut collect = Collect(grads, Vec::new());
+        model.visit(&mut collect);
+        collect.1
+    }
+
+    /// Every weight of a model, flattened, in the model's order.
+    fn flat_weights(model: &EncoderClassifier) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let values = pollster::block_on(read_f32(param.val().reshape([-1]))).unwrap();
+                self.0.extend(values);
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        model.valid().visit(&mut collect);
+        collect.0
+    }
+
+    /// A NaN in one parameter's gradient stops training with that parameter's name (burn
+    /// 0.22 never calls `visit_float_with_path`, which this check once relied on: it passed
+    /// everything).
+    #[test]
+    fn a_gradient_that_is_not_finite_is_named() {
+        let autodiff = Device::flex().autodiff();
+        let model = tiny_model(0.0).to_device(&autodiff).train();
+        let data = tiny_data();
+        let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
+        let texts: Vec<usize> = (0..7).collect();
+        let batch = Batch {
+            texts: &texts,
+            data: &data,
+            epoch: 0,
+        };
+        let mut grads = batch_gradients(&model, &loss_fn, &batch, Guidance::default(), &StepPlan::single(1e-3))
+            .unwrap()
+            .grads;
+        check_gradients(&model, &grads).unwrap();
+        let bias = &model.layers[0].output.bias.as_ref().unwrap();
+        let poisoned = grads.get::<1>(bias.id).unwrap().mul_scalar(f64::NAN);
+        grads.register::<1>(bias.id, poisoned);
+        let error = check_gradients(&model, &grads).unwrap_err().to_string();
+        assert!(error.contains("layers.0.output.bias"), "{error}");
+    }
+
+    #[test]
+    fn shards_split_a_batch_evenly_in_order() {
+        let texts: Vec<usize> = (10..17).collect();
+        let parts = shards(&texts, 3);
+        assert_eq!(parts, vec![&texts[0..3], &texts[3..5], &texts[5..7]]);
+        assert_eq!(shards(&texts, 1), vec![&texts[..]]);
+        assert_eq!(shards(&texts[..2], 4).len(), 2, "no empty shard");
+        assert_eq!(shards(&[], 2), vec![&[] as &[usize]]);
+    }
+
+    /// Shards weighted by their share of the class weight and of the texts give the whole
+    /// batch's loss and gradient: cross-entropy with class weights plus distillation, uneven
+    /// shards (3, 2, 2 texts) with different class mixes.
+    #[test]
+    fn a_batch_split_between_replicas_has_the_whole_batchs_gradient() {
+        let autodiff = Device::flex().autodiff();
+        let model = tiny_model(0.0).to_device(&autodiff).train();
+        let data = tiny_data();
+        let weights = [2.5f32, 0.6];
+        let loss_fn = CrossEntropyLossConfig::new()
+            .with_weights(Some(weights.to_vec()))
+            .init(&autodiff);
+        let teacher: Vec<Vec<f32>> = (0..7).map(|i| vec![0.3 * i as f32 - 1.0, 0.5]).collect();
+        let guidance = Guidance {
+            teacher_logits: Some(&teacher),
+            align: None,
+        };
+        let texts: Vec<usize> = (0..7).collect();
+        let batch = Batch {
+            texts: &texts,
+            data: &data,
+            epoch: 0,
+        };
+        let plan = |workers| StepPlan {
+            lr: 1e-3,
+            distill: Some(Distill {
+                temperature: 2.0,
+                alpha: 0.3,
+            }),
+            class_weights: Some(&weights),
+            workers,
+            dropout_seed: 9,
+        };
+        let whole = batch_gradients(&model, &loss_fn, &batch, guidance, &plan(1)).unwrap();
+        let split = batch_gradients(&model, &loss_fn, &batch, guidance, &plan(3)).unwrap();
+        assert!(
+            (whole.loss - split.loss).abs() < 1e-6,
+            "{} vs {}",
+            whole.loss,
+            split.loss
+        );
+        assert_eq!(whole.right, split.right);
+        let (a, b) = (
+            flat_gradients(&model, &whole.grads),
+            flat_gradients(&model, &split.grads),
+        );
+        assert_eq!(a.len(), b.len());
+        assert!(a.len() > 10, "every parameter has a gradient: {} of them", a.len());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let gap = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(
+                gap <= 1e-5 * scale + 1e-8,
+                "{name:?}: gradients differ by {gap} (largest {scale})"
+            );
+        }
+        let largest = a.iter().flat_map(|(_, v)| v).fold(0f32, |m, v| m.max(v.abs()));
+        assert!(largest > 1e-3, "the gradient is not flat ({largest})");
+    }
+
+    /// Two workers with dropout: the same seed gives the same weights, bit for bit, after
+    /// three steps; another dropout seed gives others (the replicas' masks come from their
+    /// streams, not from the device's shared generator).
+    #[test]
+    fn data_parallel_training_is_reproducible_for_a_seed_and_worker_count() {
+        let autodiff = Device::flex().autodiff();
+        let start = tiny_model(0.3);
+        let data = tiny_data();
+        let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
+        let train = |seed: u64| {
+            let mut model = start.clone().to_device(&autodiff).train();
+            let mut optimizer = adamw(&TrainOptions {
+                epochs: 1,
+                batch_size: 7,
+                learning_rate: 1e-2,
+                weight_decay: 0.01,
+                warmup_ratio: 0.0,
+                clip_norm: 1.0,
+                patience: 1,
+                seed,
+                distill: None,
+                class_weights: None,
+                select_by: SelectBy::Accuracy,
+                workers: 2,
+            });
+            let texts: Vec<usize> = (0..7).collect();
+            for step in 0..3 {
+                let plan = StepPlan {
+                    workers: 2,
+                    dropout_seed: step_seed(seed, 0, step),
+                    ..StepPlan::single(1e-2)
+                };
+                let batch = Batch {
+                    texts: &texts,
+                    data: &data,
+                    epoch: 0,
+                };
+                model = train_batch(model, &mut optimizer, &loss_fn, batch, Guidance::default(), plan)
+                    .unwrap()
+                    .model;
+            }
+            flat_weights(&model)
+        };
+        let first = train(1);
+        assert!(first != flat_weights(&start), "training moved no weight");
+        assert!(first == train(1), "the same seed and worker count trained differently");
+        assert!(first != train(2), "the dropout seed changed nothing");
+    }
 
     #[test]
     fn the_best_epoch_is_picked_by_the_selection_figure() {
