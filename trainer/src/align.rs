@@ -677,7 +677,7 @@ mod tests {
                 view_logits(&model, &refs, baseline, (Some(0), Some(MASK))).unwrap(),
             ))
             .unwrap();
-            let want = pollster::block_on(crate::train::predict_logits(&model, &d.ids, 64)).unwrap();
+            let want = crate::train::predict_logits(&model, &d.ids, 64).unwrap();
             let want: Vec<f32> = want.concat();
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-4, "{baseline:?}: {g} vs {w}");

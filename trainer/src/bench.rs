@@ -4,16 +4,17 @@
 
 use std::time::Instant;
 
-use astrid::explain::{ExplainInput, ExplainOptions, Method, explain, read_f32};
+use astrid::explain::{ExplainInput, ExplainOptions, Method, explain};
 use astrid::{ModelConfig, config::PRESET_NAMES};
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 
 use crate::device::{self, Backend};
-use crate::train::{Batch, Encoded, Guidance, StepPlan, TrainOptions, adamw, train_batch};
+use crate::train::{
+    Batch, Encoded, Guidance, StepPlan, TrainOptions, adamw, batch_logits, inference_workers, train_batch,
+};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -44,9 +45,9 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
     /// Model replicas each training batch is split between, one thread each (as `trainer run
-    /// --workers`).
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// --workers`; default as there: IG's thread count on the CPU, 1 on a GPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 /// Multiply-add FLOPs (2 per MAC) of one forward pass of one sequence, as the reference
@@ -119,8 +120,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("backend: {}", selected.description);
     println!("cpu: {}", cpu_description());
     println!(
-        "IG: {} steps, {}, internal batch {}, sequence length {}; forward: batch {}\n",
-        args.n_steps, args.method, args.internal_batch_size, args.seq_len, args.batch
+        "IG: {} steps, {}, internal batch {}, sequence length {}; forward: batch {}; training: batch {} on {} model replicas\n",
+        args.n_steps,
+        args.method,
+        args.internal_batch_size,
+        args.seq_len,
+        args.batch,
+        args.train_batch,
+        args.workers.unwrap_or(selected.workers)
     );
     println!(
         "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11}",
@@ -151,16 +158,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         let ig_seconds = started.elapsed().as_secs_f64() / args.reps.max(1) as f64;
 
-        let batch_ids = random_ids(args.batch, args.seq_len, config.vocab_size, 11);
-        let ids_tensor = || {
-            let data: Vec<i64> = batch_ids.iter().map(|&i| i as i64).collect();
-            Tensor::<2, Int>::from_data(TensorData::new(data, [args.batch, args.seq_len]), device)
-        };
-        pollster::block_on(read_f32(model.forward(ids_tensor(), None)))?; // warm-up
+        // Inference as `trainer run` does it (`predict_logits`): on the CPU the batch is split
+        // between the workers' threads.
+        let texts: Vec<Vec<u32>> = random_ids(args.batch, args.seq_len, config.vocab_size, 11)
+            .chunks(args.seq_len)
+            .map(|c| c.to_vec())
+            .collect();
+        let all: Vec<usize> = (0..texts.len()).collect();
+        let workers = inference_workers(device);
+        batch_logits(&model, &texts, &all, workers)?; // warm-up
         let started = Instant::now();
         let forward_reps = 2;
         for _ in 0..forward_reps {
-            pollster::block_on(read_f32(model.forward(ids_tensor(), None)))?;
+            batch_logits(&model, &texts, &all, workers)?;
         }
         let forward_seconds = started.elapsed().as_secs_f64() / forward_reps as f64;
         let seqs_per_second = args.batch as f64 / forward_seconds;
@@ -168,7 +178,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / ig_seconds / 1e9;
         let fwd_gflops = (linear + attention + head) * seqs_per_second / 1e9;
         let train_speed = if args.train_steps > 0 {
-            train_throughput(config, &args, device)?
+            train_throughput(config, &args, device, args.workers.unwrap_or(selected.workers))?
         } else {
             f64::NAN
         };
@@ -190,7 +200,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Training sequences per second: AdamW steps on random batches of full-length sequences.
-fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tensor::Device) -> anyhow::Result<f64> {
+fn train_throughput(
+    config: &ModelConfig,
+    args: &BenchArgs,
+    device: &burn::tensor::Device,
+    workers: usize,
+) -> anyhow::Result<f64> {
     let options = TrainOptions {
         epochs: 1,
         batch_size: args.train_batch,
@@ -203,7 +218,7 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
         distill: None,
         class_weights: None,
         select_by: Default::default(),
-        workers: args.workers,
+        workers,
     };
     let autodiff = device.clone().autodiff();
     let mut model = config.init(device).to_device(&autodiff).train();
@@ -227,7 +242,7 @@ fn train_throughput(config: &ModelConfig, args: &BenchArgs, device: &burn::tenso
             epoch: 0,
         };
         let plan = StepPlan {
-            workers: args.workers,
+            workers,
             dropout_seed: step as u64,
             ..StepPlan::single(1e-4)
         };

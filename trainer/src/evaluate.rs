@@ -28,8 +28,8 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
     ) in trained.iter().enumerate()
     {
         let started = Instant::now();
-        let logits = pollster::block_on(predict_logits(model, &test.ids, 64))
-            .with_context(|| format!("{role}: evaluation on the test part"))?;
+        let logits =
+            predict_logits(model, &test.ids, 64).with_context(|| format!("{role}: evaluation on the test part"))?;
         let seconds = started.elapsed().as_secs_f64();
         let predicted: Vec<usize> = logits.iter().map(|l| argmax(l)).collect();
         let Classification {

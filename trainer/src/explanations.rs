@@ -26,7 +26,7 @@ pub fn teacher_targets(
         return Ok(Vec::new());
     }
     let n_explain = args.explain_n.min(encoded.validation_tokens.len());
-    let logits = pollster::block_on(predict_logits(teacher, &encoded.validation.ids[..n_explain], 64))
+    let logits = predict_logits(teacher, &encoded.validation.ids[..n_explain], 64)
         .with_context(|| format!("{role}: predictions on the validation part"))?;
     Ok(logits.iter().map(|l| argmax(l)).collect())
 }

@@ -62,8 +62,8 @@ const BATCH: usize = 64;
 
 /// Softmax probabilities of each sequence.
 fn probabilities(name: &str, model: &EncoderClassifier, texts: &[Vec<u32>]) -> anyhow::Result<Vec<Vec<f32>>> {
-    let logits = pollster::block_on(predict_logits(model, texts, BATCH))
-        .with_context(|| format!("{name}: forward passes on erased texts"))?;
+    let logits =
+        predict_logits(model, texts, BATCH).with_context(|| format!("{name}: forward passes on erased texts"))?;
     Ok(logits
         .into_iter()
         .map(|l| {

@@ -115,22 +115,19 @@ pub fn batch_tensors(ids: &[&Vec<u32>], device: &Device) -> (Tensor<2, Int>, Ten
     )
 }
 
-/// Logits for every text, in batches, without autodiff.
-pub async fn predict_logits(
-    model: &EncoderClassifier,
-    data: &[Vec<u32>],
-    batch: usize,
-) -> anyhow::Result<Vec<Vec<f32>>> {
-    let device = model.device();
+/// Logits for every text, in batches of `batch` sorted by length, without autodiff. On the
+/// CPU each batch is split between [`crate::device::cpu_workers`] threads, as PyTorch spreads
+/// one forward pass over its threads (burn-flex runs element-wise operations on one thread;
+/// inference builds no graph, so the parts are independent).
+pub fn predict_logits(model: &EncoderClassifier, data: &[Vec<u32>], batch: usize) -> anyhow::Result<Vec<Vec<f32>>> {
     let labels = model.config.num_labels;
+    let workers = inference_workers(&model.device());
     // Sorting by length keeps padding (wasted work) small.
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.sort_by_key(|&i| data[i].len());
     let mut results = vec![Vec::new(); data.len()];
     for chunk in order.chunks(batch.max(1)) {
-        let refs: Vec<&Vec<u32>> = chunk.iter().map(|&i| &data[i]).collect();
-        let (ids, mask) = batch_tensors(&refs, &device);
-        let logits = read_f32(model.forward(ids, Some(mask))).await?;
+        let logits = batch_logits(model, data, chunk, workers)?;
         if let Some(k) = logits.iter().position(|v| !v.is_finite()) {
             bail!(
                 "the model's logits are not finite ({}) for text {} of {}: its weights are broken or it overflows; retrain it (lower --lr)",
@@ -144,6 +141,51 @@ pub async fn predict_logits(
         }
     }
     Ok(results)
+}
+
+/// Threads one forward pass is split between: the CPU's workers on burn-flex, 1 on a GPU.
+pub fn inference_workers(device: &Device) -> usize {
+    if *device == Device::flex() {
+        crate::device::cpu_workers()
+    } else {
+        1
+    }
+}
+
+/// The logits of the texts `texts` (indices into `data`), `[texts × labels]` row by row: the
+/// texts split into `workers` contiguous parts, each padded to its own longest text and run
+/// on its own thread.
+pub fn batch_logits(
+    model: &EncoderClassifier,
+    data: &[Vec<u32>],
+    texts: &[usize],
+    workers: usize,
+) -> anyhow::Result<Vec<f32>> {
+    let device = model.device();
+    let run = |part: &[usize]| -> anyhow::Result<Vec<f32>> {
+        let refs: Vec<&Vec<u32>> = part.iter().map(|&i| &data[i]).collect();
+        let (ids, mask) = batch_tensors(&refs, &device);
+        Ok(pollster::block_on(read_f32(model.forward(ids, Some(mask))))?)
+    };
+    let parts = shards(texts, workers);
+    if parts.len() <= 1 {
+        return run(texts);
+    }
+    let outputs: Vec<anyhow::Result<Vec<f32>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts.iter().map(|&part| scope.spawn(move || run(part))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an inference thread panicked")))
+            })
+            .collect()
+    });
+    let mut logits = Vec::new();
+    for output in outputs {
+        logits.extend(output?);
+    }
+    Ok(logits)
 }
 
 /// Whether an epoch beats the best so far by the selection figure (ties keep the earlier).
@@ -286,7 +328,7 @@ pub fn train(
             let speed = seen as f64 / started.elapsed().as_secs_f64();
             bar.finish_and_clear();
             let valid = model.valid();
-            let val_logits = pollster::block_on(predict_logits(&valid, &validation.ids, 64))?;
+            let val_logits = predict_logits(&valid, &validation.ids, 64)?;
             let predicted: Vec<usize> = val_logits.iter().map(|l| argmax(l)).collect();
             let classes = val_logits.first().map_or(0, Vec::len);
             let val = classification(&predicted, &validation.labels, classes);
@@ -839,6 +881,32 @@ mod tests {
         grads.register::<1>(bias.id, poisoned);
         let error = check_gradients(&model, &grads).unwrap_err().to_string();
         assert!(error.contains("layers.0.output.bias"), "{error}");
+    }
+
+    /// Inference split between threads gives every text the logits it gets alone (each part
+    /// is padded to its own longest text; padding is masked), in the order asked.
+    #[test]
+    fn a_forward_split_between_threads_gives_each_texts_logits() {
+        let model = tiny_model(0.1).valid();
+        let data = tiny_data();
+        let texts = [6, 0, 3, 5, 1];
+        let split = batch_logits(&model, &data.ids, &texts, 3).unwrap();
+        assert_eq!(split.len(), 2 * texts.len());
+        for (k, &i) in texts.iter().enumerate() {
+            let alone = batch_logits(&model, &data.ids, &[i], 1).unwrap();
+            for (a, b) in alone.iter().zip(&split[2 * k..2 * k + 2]) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "text {i}: {alone:?} vs {:?}",
+                    &split[2 * k..2 * k + 2]
+                );
+            }
+        }
+        let logits = predict_logits(&model, &data.ids, 4).unwrap();
+        for (i, row) in logits.iter().enumerate() {
+            let alone = batch_logits(&model, &data.ids, &[i], 1).unwrap();
+            assert!(row.iter().zip(&alone).all(|(a, b)| (a - b).abs() < 1e-5), "text {i}");
+        }
     }
 
     #[test]

@@ -307,7 +307,7 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
             )?;
             if k == 0 {
                 if objectives.iter().any(|o| o.distills()) {
-                    let logits = pollster::block_on(predict_logits(&result.model, &encoded.train.ids, 64))
+                    let logits = predict_logits(&result.model, &encoded.train.ids, 64)
                         .with_context(|| format!("{role}: logits for distillation"))?;
                     teacher_train_logits = Some(logits);
                 }
