@@ -199,6 +199,8 @@ fn hint(key: &str) -> &'static str {
         " (a starting checkpoint changed)"
     } else if key == "tokenizer.sha256" {
         " (the tokenizer changed)"
+    } else if key == "training.workers" {
+        " (training threads: give --workers with the run's count, 1 where it shows (none))"
     } else {
         ""
     }
@@ -329,6 +331,21 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(lines.len(), 4, "{lines:?}");
+    }
+
+    /// A run made with one training thread (before `--workers`: no key) and resumed on a
+    /// machine whose default is 2 is refused with what to pass.
+    #[test]
+    fn another_training_worker_count_is_named_with_the_option_to_give() {
+        let saved = serde_json::to_value(settings()).unwrap();
+        let mut now = settings();
+        now.training.workers = Some(2);
+        let lines = differences(&saved, &now).unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("training.workers: (none) → 2") && lines[0].contains("give --workers"),
+            "{lines:?}"
+        );
     }
 
     #[test]

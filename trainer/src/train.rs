@@ -1,6 +1,7 @@
 //! Fine-tuning one model: AdamW with linear warm-up and decay, gradient clipping, early
 //! stopping on validation accuracy, optional distillation from the teacher's logits, and a
-//! checkpoint after every epoch so a killed run resumes where it stopped.
+//! checkpoint after every epoch so a killed run resumes where it stopped. On the CPU each
+//! batch can be split between model replicas on their own threads ([`train_batch`]).
 
 use std::time::Instant;
 
