@@ -172,21 +172,33 @@ pub fn batch_logits(
     if parts.len() <= 1 {
         return run(texts);
     }
-    let outputs: Vec<anyhow::Result<Vec<f32>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts.iter().map(|&part| scope.spawn(move || run(part))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an inference thread panicked")))
-            })
-            .collect()
-    });
+    let outputs = on_threads(&parts, "an inference thread", |_, part| run(part));
     let mut logits = Vec::new();
     for output in outputs {
         logits.extend(output?);
     }
     Ok(logits)
+}
+
+/// Runs `work(k, part)` for every part `k` on a thread of its own; the results come back in
+/// part order, a panic as an error naming `what`.
+fn on_threads<T: Send>(
+    parts: &[&[usize]],
+    what: &str,
+    work: impl Fn(usize, &[usize]) -> anyhow::Result<T> + Sync,
+) -> Vec<anyhow::Result<T>> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .map(|(k, &part)| scope.spawn(move || work(k, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("{what} panicked"))))
+            .collect()
+    })
 }
 
 /// Whether an epoch beats the best so far by the selection figure (ties keep the earlier).
@@ -664,36 +676,21 @@ fn batch_gradients(
     };
     let (total_weight, total_texts) = (weight_of(texts.texts), texts.texts.len() as f64);
     let device = model.device();
-    let outcomes: Vec<anyhow::Result<ShardOutcome>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .enumerate()
-            .map(|(k, &shard)| {
-                let replica = model.clone().fork(&device);
-                let share = Share {
-                    weight: weight_of(shard) / total_weight,
-                    texts: shard.len() as f64 / total_texts,
-                };
-                let seed = SplitMix64::new(plan.dropout_seed ^ k as u64).next_u64();
-                let batch = Batch {
-                    texts: shard,
-                    data: texts.data,
-                    epoch: texts.epoch,
-                };
-                scope.spawn(move || {
-                    with_dropout_stream(seed, || {
-                        shard_gradients(&replica, loss_fn, &batch, guidance, plan.distill, share)
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
-            })
-            .collect()
+    let outcomes = on_threads(&parts, "a training thread", |k, shard| {
+        let replica = model.clone().fork(&device);
+        let share = Share {
+            weight: weight_of(shard) / total_weight,
+            texts: shard.len() as f64 / total_texts,
+        };
+        let batch = Batch {
+            texts: shard,
+            data: texts.data,
+            epoch: texts.epoch,
+        };
+        let seed = SplitMix64::new(plan.dropout_seed ^ k as u64).next_u64();
+        with_dropout_stream(seed, || {
+            shard_gradients(&replica, loss_fn, &batch, guidance, plan.distill, share)
+        })
     });
     let mut sum = GradientsAccumulator::new();
     let (mut loss, mut right) = (0.0, 0);
