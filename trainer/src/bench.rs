@@ -117,6 +117,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| ModelConfig::preset(n))
         .collect::<Result<Vec<_>, _>>()?;
+    let training_workers = args.workers.unwrap_or(selected.workers);
     println!("backend: {}", selected.description);
     println!("cpu: {}", cpu_description());
     println!(
@@ -127,7 +128,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.seq_len,
         args.batch,
         args.train_batch,
-        args.workers.unwrap_or(selected.workers)
+        training_workers
     );
     println!(
         "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11}",
@@ -178,7 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / ig_seconds / 1e9;
         let fwd_gflops = (linear + attention + head) * seqs_per_second / 1e9;
         let train_speed = if args.train_steps > 0 {
-            train_throughput(config, &args, device, args.workers.unwrap_or(selected.workers))?
+            train_throughput(config, &args, device, training_workers)?
         } else {
             f64::NAN
         };

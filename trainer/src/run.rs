@@ -367,7 +367,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out: &out,
         device: &selected.device,
         workers: selected.workers,
-        training_workers: settings.training.workers.unwrap_or(1),
         class_weights: settings.training.class_weights.as_deref(),
     };
     let trained = train_suite(&training)?;

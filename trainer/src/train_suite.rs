@@ -116,7 +116,7 @@ fn train_options(run: &TrainingRun, role: &str, seed: u64) -> TrainOptions {
         distill: None,
         class_weights: run.class_weights.map(|w| w.iter().map(|&x| x as f32).collect()),
         select_by: args.selection(),
-        workers: run.training_workers,
+        workers: args.training_workers(),
     }
 }
 
@@ -136,8 +136,6 @@ pub struct TrainingRun<'a> {
     pub device: &'a Device,
     /// Threads for IG (the teacher's attributions for evidence views).
     pub workers: usize,
-    /// Model replicas each training batch is split between (`--workers`).
-    pub training_workers: usize,
     /// The cross-entropy's class weights (`--class-weight balanced`).
     pub class_weights: Option<&'a [f64]>,
 }
