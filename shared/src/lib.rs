@@ -41,6 +41,7 @@ pub mod explain;
 pub mod files;
 pub mod format;
 pub mod heat;
+pub mod kernels;
 pub mod model;
 pub mod rng;
 pub mod schema;

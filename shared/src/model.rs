@@ -10,7 +10,9 @@ use burn::module::Module;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, relu, softmax, tanh};
+use burn::tensor::activation::{relu, tanh};
+
+use crate::kernels::{gelu, linear, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -63,7 +65,7 @@ pub struct EncoderClassifier {
 /// `None` in the APIs below means "every position is real".
 pub type PaddingMask = Tensor<2, Bool>;
 
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+fn init_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     let mut layer = LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
         .init(device);
@@ -95,13 +97,13 @@ impl ModelConfig {
         };
         let layers = (0..self.num_layers)
             .map(|_| EncoderLayer {
-                query: linear(h, h, device),
-                key: linear(h, h, device),
-                value: linear(h, h, device),
-                attention_output: linear(h, h, device),
+                query: init_linear(h, h, device),
+                key: init_linear(h, h, device),
+                value: init_linear(h, h, device),
+                attention_output: init_linear(h, h, device),
                 attention_norm: norm(),
-                intermediate: linear(h, self.intermediate_size, device),
-                output: linear(self.intermediate_size, h, device),
+                intermediate: init_linear(h, self.intermediate_size, device),
+                output: init_linear(self.intermediate_size, h, device),
                 output_norm: norm(),
                 attention_dropout: DropoutConfig::new(self.attention_dropout).init(),
                 dropout: DropoutConfig::new(self.hidden_dropout).init(),
@@ -111,9 +113,9 @@ impl ModelConfig {
         EncoderClassifier {
             embeddings,
             layers,
-            pooler: linear(h, h, device),
+            pooler: init_linear(h, h, device),
             classifier_dropout: DropoutConfig::new(self.classifier_dropout).init(),
-            classifier: linear(h, self.num_labels, device),
+            classifier: init_linear(h, self.num_labels, device),
             config: self.clone(),
         }
     }
@@ -180,9 +182,9 @@ impl EncoderLayer {
         let [batch, seq, hidden] = x.dims();
         let heads = self.num_heads;
         let split = |t: Tensor<3>| t.reshape([batch, seq, heads, hidden / heads]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
+        let q = split(linear(&self.query, x.clone()));
+        let k = split(linear(&self.key, x.clone()));
+        let v = split(linear(&self.value, x.clone()));
         let context = if x.is_autodiff() {
             // Written out so attention dropout applies in training; burn's autodiff would
             // decompose the fused op into the same steps anyway.
@@ -191,15 +193,15 @@ impl EncoderLayer {
             if let Some(mask) = mask {
                 scores = scores.mask_fill(mask.clone(), f32::MIN);
             }
-            let probs = dropout(&self.attention_dropout, softmax(scores, 3));
+            let probs = dropout(&self.attention_dropout, softmax(scores));
             probs.matmul(v)
         } else {
             attention(q, k, v, mask.cloned(), None, AttentionModuleOptions::default())
         };
         let context = context.swap_dims(1, 2).reshape([batch, seq, hidden]);
-        let attended = dropout(&self.dropout, self.attention_output.forward(context));
+        let attended = dropout(&self.dropout, linear(&self.attention_output, context));
         let x = self.attention_norm.forward(attended + x);
-        let ff = self.output.forward(gelu(self.intermediate.forward(x.clone())));
+        let ff = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
         self.output_norm.forward(dropout(&self.dropout, ff) + x)
     }
 }
@@ -248,12 +250,12 @@ impl EncoderClassifier {
             x = layer.forward(x, key_mask.as_ref());
         }
         let cls = x.slice([0..batch, 0..1]).reshape([batch, hidden]);
-        let pooled = self.pooler.forward(cls);
+        let pooled = linear(&self.pooler, cls);
         let pooled = match self.config.architecture {
             Architecture::Bert => tanh(pooled),
             Architecture::DistilBert => relu(pooled),
         };
-        self.classifier.forward(dropout(&self.classifier_dropout, pooled))
+        linear(&self.classifier, dropout(&self.classifier_dropout, pooled))
     }
 }
 
