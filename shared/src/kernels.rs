@@ -606,36 +606,43 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
     }
 
     fn linear_fused(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// The backward step keeps the input and the weight; each tracked parent gets its
-        /// gradient (in IG only the input is tracked, the weights are constants).
+        /// Each tracked parent gets its gradient. The input is kept only for the weight's
+        /// gradient and the weight only for the input's, as burn's own linear does: in IG the
+        /// weights are constants, and keeping every layer's input (the GELU outputs among them)
+        /// until the backward pass cost the teacher's explanations half a gigabyte.
         #[derive(Debug)]
         struct FusedLinear;
 
         impl<B: Backend + FusedKernels> Backward<B, 3> for FusedLinear {
-            type State = (FloatTensor<B>, FloatTensor<B>);
+            type State = (Option<NodeId>, Option<NodeId>);
 
-            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
                 let [x_parent, weight_parent, bias_parent] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, weight) = ops.state;
+                let mut kept =
+                    |id: Option<NodeId>| id.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+                let (x, weight) = (kept(x), kept(weight));
                 if let Some(node) = bias_parent {
                     grads.register::<B>(node.id, B::linear_fused_bias_backward(grad.clone()));
                 }
-                if let Some(node) = weight_parent {
+                if let (Some(node), Some(x)) = (weight_parent, x) {
                     grads.register::<B>(node.id, B::linear_fused_weight_backward(x, grad.clone()));
                 }
-                if let Some(node) = x_parent {
+                if let (Some(node), Some(weight)) = (x_parent, weight) {
                     grads.register::<B>(node.id, B::linear_fused_input_backward(weight, grad));
                 }
             }
         }
 
+        let (x_tracked, weight_tracked) = (x.is_tracked(), weight.is_tracked());
         let nodes = [x.node(), weight.node(), bias.node()];
         match FusedLinear.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                let output = B::linear_fused(x.clone(), weight.clone(), bias.into_primitive());
-                prep.finish((x, weight), output)
+            OpsKind::Tracked(mut prep) => {
+                let x_kept = weight_tracked.then(|| prep.checkpoint(&x));
+                let weight_kept = x_tracked.then(|| prep.checkpoint(&weight));
+                let output = B::linear_fused(x.into_primitive(), weight.into_primitive(), bias.into_primitive());
+                prep.finish((x_kept, weight_kept), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::linear_fused(
                 x.into_primitive(),
