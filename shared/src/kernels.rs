@@ -88,9 +88,10 @@ fn softmax_backward_composed<B: Backend>(y: FloatTensor<B>, grad: FloatTensor<B>
     B::float_mul(y, B::float_sub(grad, dot))
 }
 
-/// Whether tensors on `device` compute on flex (with or without autodiff).
+/// Whether tensors on `device` compute on flex (with or without autodiff) and the kernels are
+/// routed there: without this crate's `flex` feature the extension has no flex arm.
 fn on_flex(device: &Device) -> bool {
-    matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+    cfg!(feature = "flex") && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
 }
 
 /// burn's GELU on any device but flex, where it is the fused kernel.
