@@ -28,9 +28,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::backend::{
+    Autodiff, Backend, DType, Dispatch, DispatchDevice, ExtensionType, Flex, TensorMetadata, backend_extension,
+};
 use burn::nn::Linear;
-use burn::tensor::{Device, Shape, Tensor, TensorData};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Shape, Tensor, TensorData};
 use std::mem::MaybeUninit;
 
 /// The fused operations, as backend operations. The default bodies are burn's own operations.
@@ -77,6 +80,39 @@ pub trait FusedKernels: Backend {
     fn linear_fused_bias_backward(grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::linear_bias_backward(grad)
     }
+
+    /// Multi-head self-attention ([`attention`]'s flex route): the context `[batch, seq,
+    /// hidden]`. No default body: other devices take the written-out form before reaching
+    /// the extension.
+    fn attention_fused(#[extension_type] input: AttentionInput<Self>) -> FloatTensor<Self>;
+
+    /// [`FusedKernels::attention_fused`], and the probabilities before dropout `[batch, heads,
+    /// seq, seq]` for the backward pass.
+    fn attention_fused_probabilities(
+        #[extension_type] input: AttentionInput<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradients of q, k and v from the context's.
+    fn attention_fused_backward(
+        #[extension_type] input: AttentionInput<Self>,
+        probabilities: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// What multi-head self-attention reads: q, k, v `[batch, seq, hidden]` with `heads` heads side
+/// by side in the last dimension; `real` `[batch, seq]`, 1 for a token and 0 for padding; and
+/// `dropout`, the multiplier on the probabilities: one per probability (`[batch, heads, seq,
+/// seq]`, the mask scaled by 1/keep) or one for all (a single value, 1 without dropout: burn's
+/// extensions take no optional tensors).
+#[derive(ExtensionType, Clone, Debug)]
+pub struct AttentionInput<B: Backend> {
+    pub q: FloatTensor<B>,
+    pub k: FloatTensor<B>,
+    pub v: FloatTensor<B>,
+    pub real: FloatTensor<B>,
+    pub dropout: FloatTensor<B>,
+    pub heads: usize,
 }
 
 /// y·(grad − Σ grad·y) from burn's operations.
@@ -125,6 +161,83 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
         )),
         _ => layer.forward(x),
     }
+}
+
+/// Multi-head self-attention: the context `[batch, seq, hidden]` from the projected q, k and v
+/// (`[batch, seq, hidden]`, `heads` heads side by side), each head softmax(q·kᵀ/√(head size))·v
+/// with the padded keys masked (`real`: `[batch, seq]`, true for a token) and `dropout` (the
+/// scaled mask on the probabilities, `[batch, heads, seq, seq]`) applied to the probabilities.
+/// On flex one fused operation (the `attention` module says how); elsewhere burn's operations
+/// written out.
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    real: Option<&Tensor<2, Bool>>,
+    dropout: Option<Tensor<4>>,
+) -> Tensor<3> {
+    let dims = q.dims();
+    let f32s = [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32);
+    let fits = f32s && heads > 0 && dims[2].is_multiple_of(heads) && k.dims() == dims && v.dims() == dims;
+    let device = q.device();
+    if fits && on_flex(&device) {
+        let real = match real {
+            Some(real) => real.clone().float(),
+            None => Tensor::ones([dims[0], dims[1]], &device),
+        };
+        let dropout = dropout.unwrap_or_else(|| Tensor::ones([1, 1, 1, 1], &device));
+        let input = AttentionInput {
+            q: q.into_dispatch(),
+            k: k.into_dispatch(),
+            v: v.into_dispatch(),
+            real: real.into_dispatch(),
+            dropout: dropout.into_dispatch(),
+            heads,
+        };
+        return Tensor::from_dispatch(<Dispatch as FusedKernels>::attention_fused(input));
+    }
+    attention_written_out(q, k, v, heads, real, dropout)
+}
+
+/// [`attention`] in burn's operations: heads split and merged by reshapes, burn's fused
+/// attention when nothing needs its steps (no gradients, no dropout).
+fn attention_written_out(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    real: Option<&Tensor<2, Bool>>,
+    dropout: Option<Tensor<4>>,
+) -> Tensor<3> {
+    let [batch, seq, hidden] = q.dims();
+    let split = |t: Tensor<3>| t.reshape([batch, seq, heads, hidden / heads]).swap_dims(1, 2);
+    let (q, k, v) = (split(q), split(k), split(v));
+    // [batch, heads, seq_q, seq_k], true where the key is padding.
+    let padded = real.map(|r| {
+        r.clone()
+            .bool_not()
+            .reshape([batch, 1, 1, seq])
+            .expand([batch, heads, seq, seq])
+    });
+    let context = if q.is_autodiff() || dropout.is_some() {
+        // Written out so that dropout applies; burn's autodiff would decompose its fused
+        // attention into the same steps anyway.
+        let scale = 1.0 / ((hidden / heads) as f64).sqrt();
+        let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
+        if let Some(padded) = padded {
+            scores = scores.mask_fill(padded, f32::MIN);
+        }
+        let probabilities = softmax(scores);
+        let probabilities = match dropout {
+            Some(mask) => probabilities * mask,
+            None => probabilities,
+        };
+        probabilities.matmul(v)
+    } else {
+        burn::tensor::module::attention(q, k, v, padded, None, AttentionModuleOptions::default())
+    };
+    context.swap_dims(1, 2).reshape([batch, seq, hidden])
 }
 
 /// A contiguous f32 tensor's values.
@@ -240,6 +353,82 @@ impl FusedKernels for Flex {
         }
         FloatTensor::<Self>::from_data(TensorData::new(sums, [d_out]))
     }
+
+    fn attention_fused(input: AttentionInput<Self>) -> FloatTensor<Self> {
+        #[cfg(test)]
+        FUSED_ATTENTION_CALLS.with(|calls| calls.set(calls.get() + 1));
+        let (input, dims, shape) = attention_contiguous(input);
+        let (context, _) = attention::forward(dims, &attention_values(&input), false);
+        FloatTensor::<Self>::from_data(TensorData::new(context, shape))
+    }
+
+    fn attention_fused_probabilities(input: AttentionInput<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        #[cfg(test)]
+        FUSED_ATTENTION_CALLS.with(|calls| calls.set(calls.get() + 1));
+        let (input, dims, shape) = attention_contiguous(input);
+        let (context, probabilities) = attention::forward(dims, &attention_values(&input), true);
+        let probabilities = probabilities.unwrap_or_default();
+        let block_shape = [dims.batch, dims.heads, dims.seq, dims.seq];
+        (
+            FloatTensor::<Self>::from_data(TensorData::new(context, shape)),
+            FloatTensor::<Self>::from_data(TensorData::new(probabilities, block_shape)),
+        )
+    }
+
+    fn attention_fused_backward(
+        input: AttentionInput<Self>,
+        probabilities: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (input, dims, shape) = attention_contiguous(input);
+        let (probabilities, grad) = (probabilities.to_contiguous(), grad.to_contiguous());
+        let [dq, dk, dv] = attention::backward(dims, &attention_values(&input), values(&probabilities), values(&grad));
+        let tensor = |data: Vec<f32>| FloatTensor::<Self>::from_data(TensorData::new(data, shape.clone()));
+        (tensor(dq), tensor(dk), tensor(dv))
+    }
+}
+
+/// The attention operation's inputs made contiguous, its dimensions and q's shape. The public
+/// [`attention`] checks what the assertions state before choosing this route.
+fn attention_contiguous(input: AttentionInput<Flex>) -> (AttentionInput<Flex>, attention::Heads, Shape) {
+    let shape = input.q.layout().shape().clone();
+    for (name, t) in [("k", &input.k), ("v", &input.v)] {
+        assert_eq!(t.layout().shape(), &shape, "attention: {name}'s shape differs from q's");
+    }
+    let heads = input.heads;
+    assert!(
+        shape.num_dims() == 3 && heads > 0 && shape[2].is_multiple_of(heads),
+        "attention: q is {shape:?} with {heads} heads"
+    );
+    let dims = attention::Heads {
+        batch: shape[0],
+        seq: shape[1],
+        heads,
+        head: shape[2] / heads,
+    };
+    let input = AttentionInput {
+        q: input.q.to_contiguous(),
+        k: input.k.to_contiguous(),
+        v: input.v.to_contiguous(),
+        real: input.real.to_contiguous(),
+        dropout: input.dropout.to_contiguous(),
+        heads,
+    };
+    (input, dims, shape)
+}
+
+/// The values the attention kernels read, from contiguous inputs.
+fn attention_values(input: &AttentionInput<Flex>) -> attention::Operands<'_> {
+    attention::Operands {
+        q: values(&input.q),
+        k: values(&input.k),
+        v: values(&input.v),
+        real: values(&input.real),
+        dropout: match values(&input.dropout) {
+            [all] => attention::Dropout::All(*all),
+            each => attention::Dropout::Each(each),
+        },
+    }
 }
 
 /// `[rows, in]`·`[in, out]` for the fused linear operation, through the gemm crate as
@@ -294,25 +483,13 @@ fn product_into(
     // has room for `rows × out` values, row-major, and is read only when it holds the bias
     // rows; gemm writes every value.
     unsafe {
-        gemm::gemm(
-            rows,
-            d_out,
-            d_in,
-            data.as_mut_ptr(),
-            1,
-            d_out as isize,
+        let operands = (lhs, rhs);
+        gemm_into(
+            (rows, d_out, d_in),
+            (data.as_mut_ptr(), d_out),
             read_dst,
-            lhs.ptr,
-            lhs.cs,
-            lhs.rs,
-            rhs.ptr,
-            rhs.cs,
-            rhs.rs,
+            operands,
             1.0,
-            1.0,
-            false,
-            false,
-            false,
             parallelism,
         );
         data.set_len(n);
@@ -320,10 +497,52 @@ fn product_into(
     data
 }
 
+/// dst (`m × n`, rows `row_stride` apart) = beta·lhs·rhs, plus dst's own values when
+/// `accumulate` (else dst is never read), through the gemm crate as burn-flex's products.
+///
+/// # Safety
+/// The views address `m × k` and `k × n` matrices of live memory, and dst `m × n` writable
+/// values (initialised if `accumulate`) that nothing else touches meanwhile.
+unsafe fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    (dst, row_stride): (*mut f32, usize),
+    accumulate: bool,
+    (lhs, rhs): (MatrixView, MatrixView),
+    beta: f32,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            row_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// Fused linear operations this thread ran on flex, for a test to see that they did.
     static FUSED_LINEAR_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Fused attention forward passes this thread ran on flex, likewise.
+    static FUSED_ATTENTION_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A 2-D matrix inside a tensor's storage: element (i, j) at `ptr + i·rs + j·cs`.
@@ -350,8 +569,14 @@ impl MatrixView {
 
     /// A contiguous tensor seen as `[rows, cols]` row-major, or transposed.
     fn rows(values: &[f32], cols: usize, transposed: bool) -> MatrixView {
-        let (rs, cs) = (cols as isize, 1);
-        let ptr = values.as_ptr();
+        MatrixView::at(values, 0, cols, transposed)
+    }
+
+    /// Rows `row_stride` apart starting at `values[offset]` (a column block of a wider
+    /// matrix, such as one attention head), or their transpose.
+    fn at(values: &[f32], offset: usize, row_stride: usize, transposed: bool) -> MatrixView {
+        let (rs, cs) = (row_stride as isize, 1);
+        let ptr = values[offset..].as_ptr();
         if transposed {
             MatrixView { ptr, rs: cs, cs: rs }
         } else {
@@ -521,6 +746,8 @@ widest_vectors!(
     softmax_gradient_rows_widest = softmax_gradient_rows(y: &[f32], g: &[f32], out: &mut [Uninit], len: usize)
 );
 
+mod attention;
+
 /// An output element before its kernel writes it.
 type Uninit = MaybeUninit<f32>;
 
@@ -662,6 +889,73 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
                 bias.into_primitive(),
             )),
         }
+    }
+
+    fn attention_fused(input: AttentionInput<Self>) -> FloatTensor<Self> {
+        /// q, k and v get their gradients from one backward step, which keeps the inputs and
+        /// the probabilities (burn's written-out form keeps as much: each product keeps both
+        /// operands).
+        #[derive(Debug)]
+        struct FusedAttention;
+
+        impl<B: Backend + FusedKernels> Backward<B, 3> for FusedAttention {
+            type State = (AttentionInput<B>, FloatTensor<B>);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (input, probabilities) = ops.state;
+                let (dq, dk, dv) = B::attention_fused_backward(input, probabilities, grad);
+                for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let nodes = [input.q.node(), input.k.node(), input.v.node()];
+        // The padding and dropout masks are constants.
+        let input = untracked(input);
+        match FusedAttention.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (context, probabilities) = B::attention_fused_probabilities(input.clone());
+                prep.finish((input, probabilities), context)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::attention_fused(input)),
+        }
+    }
+
+    /// Constants: the probabilities are for a backward step, not part of one.
+    fn attention_fused_probabilities(input: AttentionInput<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (context, probabilities) = B::attention_fused_probabilities(untracked(input));
+        (
+            FloatTensor::<Self>::new(context),
+            FloatTensor::<Self>::new(probabilities),
+        )
+    }
+
+    /// Constants: burn has no gradients of gradients.
+    fn attention_fused_backward(
+        input: AttentionInput<Self>,
+        probabilities: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (probabilities, grad) = (probabilities.into_primitive(), grad.into_primitive());
+        let (dq, dk, dv) = B::attention_fused_backward(untracked(input), probabilities, grad);
+        let constant = FloatTensor::<Self>::new;
+        (constant(dq), constant(dk), constant(dv))
+    }
+}
+
+/// The attention input's inner tensors, outside the autodiff graph.
+fn untracked<B: Backend, C: CheckpointStrategy>(input: AttentionInput<Autodiff<B, C>>) -> AttentionInput<B> {
+    AttentionInput {
+        q: input.q.into_primitive(),
+        k: input.k.into_primitive(),
+        v: input.v.into_primitive(),
+        real: input.real.into_primitive(),
+        dropout: input.dropout.into_primitive(),
+        heads: input.heads,
     }
 }
 
@@ -930,6 +1224,81 @@ mod tests {
         let (ours, burns) = (run(&stored_transposed, true), run(&trained, false));
         close(&ours.0, &burns.0, "output, transposed weight");
         close(&ours.1, &burns.1, "input gradient, transposed weight");
+    }
+
+    /// The fused attention against the same attention in burn's operations, on flex: the
+    /// context, and the gradients of q, k and v, with texts fully real, partly padded and
+    /// entirely padded (uniform probabilities, no gradient through the scores), with and
+    /// without a dropout mask, with autodiff and without; and enough (text, head) units for
+    /// several threads.
+    #[test]
+    fn the_fused_attention_and_its_gradients_match_burns_operations() {
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}: lengths");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 2e-5 * (1.0 + y.abs()),
+                    "{what} {i}: {x} against burn's {y}"
+                );
+            }
+        };
+        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32");
+        let calls = || FUSED_ATTENTION_CALLS.with(|calls| calls.get());
+        for (batch, seq, heads, head) in [(3, 7, 3, 4), (4, 33, 4, 8), (2, 5, 1, 6)] {
+            let hidden = heads * head;
+            let device = Device::flex().autodiff();
+            let lengths: Vec<usize> = (0..batch).map(|i| [seq, seq - 3, 0, 1][i % 4]).collect();
+            let real: Vec<bool> = lengths.iter().flat_map(|&n| (0..seq).map(move |j| j < n)).collect();
+            let real = Tensor::<2, Bool>::from_data(TensorData::new(real, [batch, seq]), &device);
+            let mut rng = crate::rng::SplitMix64::new(7);
+            let mask: Vec<f32> = (0..batch * heads * seq * seq)
+                .map(|_| if rng.unit() < 0.8 { 1.25 } else { 0.0 })
+                .collect();
+            let mask = Tensor::<4>::from_data(TensorData::new(mask, [batch, heads, seq, seq]), &device);
+            let upstream = random([batch, seq, hidden], 4, &device);
+            let mut written_out_context = Vec::new();
+            for dropout in [None, Some(mask)] {
+                let inputs = [1, 2, 3].map(|seed| random([batch, seq, hidden], seed, &device).require_grad());
+                let run = |fused: bool| {
+                    let [q, k, v] = inputs.clone();
+                    let op = if fused { attention } else { attention_written_out };
+                    let context = op(q, k, v, heads, Some(&real), dropout.clone());
+                    let grads = (context.clone() * upstream.clone()).sum().backward();
+                    let grads = inputs.clone().map(|x| values(x.grad(&grads).expect("a gradient")));
+                    (values(context.inner()), grads)
+                };
+                let before = calls();
+                let (ours, burns) = (run(true), run(false));
+                assert_eq!(calls(), before + 1, "the fused attention did not run");
+                let what = format!("{batch}×{seq}, {heads} heads, dropout {}", dropout.is_some());
+                if dropout.is_none() {
+                    written_out_context = burns.0.clone();
+                }
+                close(&ours.0, &burns.0, &format!("context, {what}"));
+                for (name, (a, b)) in ["q", "k", "v"].iter().zip(ours.1.iter().zip(&burns.1)) {
+                    close(a, b, &format!("{name}'s gradient, {what}"));
+                }
+                if lengths[..].contains(&0) {
+                    // An entirely padded text attends uniformly: its context rows are v's mean.
+                    let text = lengths.iter().position(|&n| n == 0).expect("a padded text");
+                    let v = values(inputs[2].clone().inner());
+                    for (i, &c) in ours.0[text * seq * hidden..][..hidden].iter().enumerate() {
+                        let mean = (0..seq).map(|j| v[(text * seq + j) * hidden + i]).sum::<f32>() / seq as f32;
+                        if dropout.is_none() {
+                            assert!((c - mean).abs() < 1e-5, "uniform attention: {c} against {mean}");
+                        }
+                    }
+                }
+            }
+            // Without autodiff (evaluation and the forward benchmark), against the written-out
+            // form with autodiff: burn's own fused attention, which the written-out form uses
+            // without autodiff, gives an entirely padded text zeros instead of v's mean.
+            let [q, k, v] = [1, 2, 3].map(|seed| random([batch, seq, hidden], seed, &device).inner());
+            let before = calls();
+            let ours = attention(q, k, v, heads, Some(&real.clone().inner()), None);
+            assert_eq!(calls(), before + 1, "the fused attention did not run");
+            close(&values(ours), &written_out_context, "context without autodiff");
+        }
     }
 
     /// A destination gemm is not told to read may hold anything: here NaN. With nothing to sum

@@ -12,10 +12,8 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, tanh};
 
-use crate::kernels::{gelu, linear, softmax};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use crate::kernels::{attention, gelu, linear};
+use burn::tensor::{Bool, Device, Distribution, Int, Shape, Tensor, TensorData};
 use std::cell::RefCell;
 
 use crate::rng::SplitMix64;
@@ -156,49 +154,43 @@ fn dropout_mask(n: usize, keep: f64, rng: &mut SplitMix64) -> Vec<f32> {
     mask
 }
 
-/// `layer`'s dropout: burn's (the device's generator) unless this thread has a dropout stream
-/// ([`with_dropout_stream`]); with one, the same rule (zero with probability p, scale the rest
-/// by 1/(1−p); only while training on an autodiff device) with masks from the stream.
-fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
-    let active = layer.training.is_enabled() && x.device().is_autodiff() && layer.prob > 0.0;
-    let shape = x.shape();
-    let from_stream = DROPOUT_STREAM.with(|s| {
+/// `layer`'s dropout as a multiplier of `shape`: `None` unless training on an autodiff device
+/// with p > 0; else zero with probability p and 1/(1−p) otherwise (burn's rule), drawn from
+/// this thread's dropout stream ([`with_dropout_stream`]) or, without one, the device's
+/// generator.
+fn dropout_multiplier<const D: usize>(layer: &Dropout, shape: Shape, device: &Device) -> Option<Tensor<D>> {
+    if !(layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0) {
+        return None;
+    }
+    let keep = 1.0 - layer.prob;
+    let streamed = DROPOUT_STREAM.with(|s| {
         let mut stream = s.borrow_mut();
-        let rng = stream.as_mut()?;
-        Some(active.then(|| dropout_mask(shape.num_elements(), 1.0 - layer.prob, rng)))
+        stream.as_mut().map(|rng| dropout_mask(shape.num_elements(), keep, rng))
     });
-    match from_stream {
-        None => layer.forward(x),
-        Some(None) => x,
-        Some(Some(mask)) => {
-            let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
-            x * mask
-        }
+    Some(match streamed {
+        Some(mask) => Tensor::from_data(TensorData::new(mask, shape), device),
+        None => Tensor::random(shape, Distribution::Bernoulli(keep), device).mul_scalar(1.0 / keep),
+    })
+}
+
+/// `x` through `layer`'s dropout ([`dropout_multiplier`]).
+fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    match dropout_multiplier(layer, x.shape(), &x.device()) {
+        Some(mask) => x * mask,
+        None => x,
     }
 }
 
 impl EncoderLayer {
-    fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4, Bool>>) -> Tensor<3> {
-        let [batch, seq, hidden] = x.dims();
+    fn forward(&self, x: Tensor<3>, real: Option<&PaddingMask>) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
         let heads = self.num_heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, hidden / heads]).swap_dims(1, 2);
-        let q = split(linear(&self.query, x.clone()));
-        let k = split(linear(&self.key, x.clone()));
-        let v = split(linear(&self.value, x.clone()));
-        let context = if x.is_autodiff() {
-            // Written out so attention dropout applies in training; burn's autodiff would
-            // decompose the fused op into the same steps anyway.
-            let scale = 1.0 / ((hidden / heads) as f64).sqrt();
-            let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
-            if let Some(mask) = mask {
-                scores = scores.mask_fill(mask.clone(), f32::MIN);
-            }
-            let probs = dropout(&self.attention_dropout, softmax(scores));
-            probs.matmul(v)
-        } else {
-            attention(q, k, v, mask.cloned(), None, AttentionModuleOptions::default())
-        };
-        let context = context.swap_dims(1, 2).reshape([batch, seq, hidden]);
+        let q = linear(&self.query, x.clone());
+        let k = linear(&self.key, x.clone());
+        let v = linear(&self.value, x.clone());
+        let shape = Shape::new([batch, heads, seq, seq]);
+        let attention_dropout = dropout_multiplier(&self.attention_dropout, shape, &x.device());
+        let context = attention(q, k, v, heads, real, attention_dropout);
         let attended = dropout(&self.dropout, linear(&self.attention_output, context));
         let x = self.attention_norm.forward(attended + x);
         let ff = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
@@ -240,14 +232,8 @@ impl EncoderClassifier {
             x = x + types.weight.val().narrow(0, 0, 1).reshape([1, 1, hidden]);
         }
         let mut x = dropout(&emb.dropout, emb.layer_norm.forward(x));
-        // [batch, heads, seq_q, seq_k], true where the key is padding.
-        let key_mask = mask.map(|real| {
-            real.bool_not()
-                .reshape([batch, 1, 1, seq])
-                .expand([batch, self.config.num_heads, seq, seq])
-        });
         for layer in &self.layers {
-            x = layer.forward(x, key_mask.as_ref());
+            x = layer.forward(x, mask.as_ref());
         }
         let cls = x.slice([0..batch, 0..1]).reshape([batch, hidden]);
         let pooled = linear(&self.pooler, cls);
