@@ -31,7 +31,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, Backend, DType, Dispatch, DispatchDevice, ExtensionType, Flex, TensorMetadata, backend_extension,
 };
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Shape, Tensor, TensorData};
 use std::mem::MaybeUninit;
@@ -80,6 +80,39 @@ pub trait FusedKernels: Backend {
     fn linear_fused_bias_backward(grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::linear_bias_backward(grad)
     }
+
+    /// Layer normalisation over the last dimension: (x − mean)/√(var + ε)·γ + β.
+    fn layer_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    /// [`FusedKernels::layer_norm_fused`], the normalised values (before γ and β) and each
+    /// row's 1/√(var + ε), for the backward pass.
+    fn layer_norm_fused_statistics(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The input's gradient from the kept statistics, γ and the output's gradient.
+    fn layer_norm_fused_input_backward(
+        normalised: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// γ's and β's gradients.
+    fn layer_norm_fused_parameter_backward(
+        normalised: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// Multi-head self-attention ([`attention`]'s flex route): the context `[batch, seq,
     /// hidden]`. No default body: other devices take the written-out form before reaching
@@ -159,6 +192,31 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
             layer.weight.val().into_dispatch(),
             bias.val().into_dispatch(),
         )),
+        _ => layer.forward(x),
+    }
+}
+
+/// `layer` applied to `x`: on flex (with a bias, in f32) one fused operation whose backward
+/// pass is one step (burn's autodiff runs layer norm as ten operations); burn's `LayerNorm`
+/// elsewhere. `epsilon` is the layer's own (burn keeps it private; the model's config has it).
+pub fn layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
+    let (gamma, beta) = (layer.gamma.val(), layer.beta.as_ref().map(|b| b.val()));
+    let width = x.dims()[D - 1];
+    match beta {
+        Some(beta)
+            if on_flex(&x.device())
+                && [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3]
+                && gamma.dims() == [width]
+                && beta.dims() == [width]
+                && width > 0 =>
+        {
+            Tensor::from_dispatch(<Dispatch as FusedKernels>::layer_norm_fused(
+                x.into_dispatch(),
+                gamma.into_dispatch(),
+                beta.into_dispatch(),
+                epsilon,
+            ))
+        }
         _ => layer.forward(x),
     }
 }
@@ -354,6 +412,52 @@ impl FusedKernels for Flex {
         FloatTensor::<Self>::from_data(TensorData::new(sums, [d_out]))
     }
 
+    fn layer_norm_fused_statistics(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[cfg(test)]
+        FUSED_LAYER_NORM_CALLS.with(|calls| calls.set(calls.get() + 1));
+        let shape = x.layout().shape().clone();
+        let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+        let (y, normalised, rstd) = layer_norm::forward(values(&x), values(&gamma), values(&beta), epsilon as f32);
+        let rows = rstd.len();
+        (
+            FloatTensor::<Self>::from_data(TensorData::new(y, shape.clone())),
+            FloatTensor::<Self>::from_data(TensorData::new(normalised, shape)),
+            FloatTensor::<Self>::from_data(TensorData::new(rstd, [rows])),
+        )
+    }
+
+    fn layer_norm_fused_input_backward(
+        normalised: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let shape = normalised.layout().shape().clone();
+        let (normalised, rstd) = (normalised.to_contiguous(), rstd.to_contiguous());
+        let (gamma, grad) = (gamma.to_contiguous(), grad.to_contiguous());
+        let dx = layer_norm::input_backward(values(&normalised), values(&rstd), values(&gamma), values(&grad));
+        FloatTensor::<Self>::from_data(TensorData::new(dx, shape))
+    }
+
+    fn layer_norm_fused_parameter_backward(
+        normalised: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = normalised.layout().shape().clone();
+        let width = shape[shape.num_dims() - 1];
+        let (normalised, grad) = (normalised.to_contiguous(), grad.to_contiguous());
+        let (d_gamma, d_beta) = layer_norm::parameter_backward(values(&normalised), values(&grad), width);
+        (
+            FloatTensor::<Self>::from_data(TensorData::new(d_gamma, [width])),
+            FloatTensor::<Self>::from_data(TensorData::new(d_beta, [width])),
+        )
+    }
+
     fn attention_fused(input: AttentionInput<Self>) -> FloatTensor<Self> {
         #[cfg(test)]
         FUSED_ATTENTION_CALLS.with(|calls| calls.set(calls.get() + 1));
@@ -541,6 +645,8 @@ unsafe fn gemm_into(
 thread_local! {
     /// Fused linear operations this thread ran on flex, for a test to see that they did.
     static FUSED_LINEAR_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Fused layer norms this thread ran on flex under autodiff, likewise.
+    static FUSED_LAYER_NORM_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// Fused attention forward passes this thread ran on flex, likewise.
     static FUSED_ATTENTION_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
@@ -747,6 +853,38 @@ widest_vectors!(
 );
 
 mod attention;
+mod layer_norm;
+
+/// A buffer that units of work on several threads write through, each to its own elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: the kernels hand each unit a disjoint set of elements, and the buffer outlives the
+// parallel loop.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The elements `range` of the buffer.
+    ///
+    /// # Safety
+    /// The range lies inside the buffer, and no other unit touches it meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice<'a>(&self, range: std::ops::Range<usize>) -> &'a mut [f32] {
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(range.start), range.len()) }
+    }
+}
+
+/// Runs `work` for every unit, on rayon's threads natively and in order in wasm.
+fn for_each_unit(units: usize, work: impl Fn(usize) + Sync + Send) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        (0..units).into_par_iter().for_each(work);
+    }
+    #[cfg(target_arch = "wasm32")]
+    (0..units).for_each(work);
+}
 
 /// An output element before its kernel writes it.
 type Uninit = MaybeUninit<f32>;
@@ -891,6 +1029,91 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
         }
     }
 
+    fn layer_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        /// Keeps the normalised values (for every gradient) and, when the input is tracked,
+        /// each row's 1/√(var + ε) and γ.
+        #[derive(Debug)]
+        struct FusedLayerNorm;
+
+        impl<B: Backend + FusedKernels> Backward<B, 3> for FusedLayerNorm {
+            type State = (FloatTensor<B>, Option<(FloatTensor<B>, FloatTensor<B>)>);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [x_parent, gamma_parent, beta_parent] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (normalised, for_input) = ops.state;
+                if gamma_parent.is_some() || beta_parent.is_some() {
+                    let (d_gamma, d_beta) = B::layer_norm_fused_parameter_backward(normalised.clone(), grad.clone());
+                    for (parent, grad) in [(gamma_parent, d_gamma), (beta_parent, d_beta)] {
+                        if let Some(node) = parent {
+                            grads.register::<B>(node.id, grad);
+                        }
+                    }
+                }
+                if let (Some(node), Some((rstd, gamma))) = (x_parent, for_input) {
+                    grads.register::<B>(
+                        node.id,
+                        B::layer_norm_fused_input_backward(normalised, rstd, gamma, grad),
+                    );
+                }
+            }
+        }
+
+        let x_tracked = x.is_tracked();
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+        match FusedLayerNorm.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, normalised, rstd) = B::layer_norm_fused_statistics(x, gamma.clone(), beta, epsilon);
+                prep.finish((normalised, x_tracked.then_some((rstd, gamma))), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_fused(x, gamma, beta, epsilon)),
+        }
+    }
+
+    /// Constants: the statistics are for a backward step, not part of one.
+    fn layer_norm_fused_statistics(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+        let (y, normalised, rstd) = B::layer_norm_fused_statistics(x, gamma, beta, epsilon);
+        let constant = FloatTensor::<Self>::new;
+        (constant(y), constant(normalised), constant(rstd))
+    }
+
+    /// Constants: burn has no gradients of gradients.
+    fn layer_norm_fused_input_backward(
+        normalised: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::layer_norm_fused_input_backward(
+            normalised.into_primitive(),
+            rstd.into_primitive(),
+            gamma.into_primitive(),
+            grad.into_primitive(),
+        ))
+    }
+
+    /// Constants, likewise.
+    fn layer_norm_fused_parameter_backward(
+        normalised: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (d_gamma, d_beta) =
+            B::layer_norm_fused_parameter_backward(normalised.into_primitive(), grad.into_primitive());
+        (FloatTensor::<Self>::new(d_gamma), FloatTensor::<Self>::new(d_beta))
+    }
+
     fn attention_fused(input: AttentionInput<Self>) -> FloatTensor<Self> {
         /// q, k and v get their gradients from one backward step, which keeps the inputs and
         /// the probabilities (burn's written-out form keeps as much: each product keeps both
@@ -989,8 +1212,11 @@ fn exp_nonpositive(y: f32) -> f32 {
     // Not `max`, which would turn a NaN into −87: a NaN must come out as one.
     let y = if y < -87.0 { -87.0 } else { y };
     // Round to nearest by adding and taking away 1.5·2²³ (libm's roundf would not vectorise).
+    // The sum holds k in its low mantissa bits, so 2^k comes from those bits: a float-to-int
+    // conversion (`k as i32`, NaN-checked) would turn the loop scalar again.
     const ROUND: f32 = 12_582_912.0;
-    let k = (y * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = y * std::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = (y - k * LN2_HI) - k * LN2_LO;
     let mut p = 1.0 / 5040.0;
     p = p * r + 1.0 / 720.0;
@@ -1000,7 +1226,8 @@ fn exp_nonpositive(y: f32) -> f32 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(k_bits.wrapping_add(127) << 23);
     let value = p * scale;
     if y <= -87.0 { 0.0 } else { value }
 }
@@ -1146,6 +1373,79 @@ mod tests {
         Tensor::from_data(TensorData::new(values, shape), device)
     }
 
+    /// Asserts `ours` is within `tolerance`·(1 + |burn's|) of `burns`, value by value.
+    fn assert_close(ours: &[f32], burns: &[f32], tolerance: f32, what: &str) {
+        assert_eq!(ours.len(), burns.len(), "{what}: lengths");
+        for (i, (x, y)) in ours.iter().zip(burns).enumerate() {
+            assert!(
+                (x - y).abs() <= tolerance * (1.0 + y.abs()),
+                "{what} {i}: {x} against burn's {y}"
+            );
+        }
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().expect("f32")
+    }
+
+    /// A layer's output on x and, for Σ output·upstream, the gradients of x and of each
+    /// parameter (`None` for a constant).
+    struct LayerRun {
+        output: Vec<f32>,
+        input: Vec<f32>,
+        parameters: Vec<Option<Vec<f32>>>,
+    }
+
+    /// A parameter's gradient, read from the backward pass's gradients.
+    type ParameterGradient<'a> = &'a dyn Fn(&burn::tensor::Gradients) -> Option<Vec<f32>>;
+
+    fn run_layer(x: &Tensor<3>, output: Tensor<3>, upstream: &Tensor<3>, parameters: &[ParameterGradient]) -> LayerRun {
+        let grads = (output.clone() * upstream.clone()).sum().backward();
+        LayerRun {
+            output: values(output.inner()),
+            input: values(x.grad(&grads).expect("x's gradient")),
+            parameters: parameters.iter().map(|gradient| gradient(&grads)).collect(),
+        }
+    }
+
+    /// Asserts two runs agree: outputs, input gradients and the gradients of the parameters
+    /// named `names` (present in both or in neither).
+    fn assert_runs_agree(ours: &LayerRun, burns: &LayerRun, names: &[&str], tolerance: f32, case: &str) {
+        assert_close(&ours.output, &burns.output, tolerance, &format!("output, {case}"));
+        assert_close(&ours.input, &burns.input, tolerance, &format!("input gradient, {case}"));
+        for ((name, a), b) in names.iter().zip(&ours.parameters).zip(&burns.parameters) {
+            match (a, b) {
+                (Some(a), Some(b)) => assert_close(a, b, tolerance, &format!("{name}'s gradient, {case}")),
+                (None, None) => {}
+                _ => panic!("{name}: a gradient on one side only, {case}"),
+            }
+        }
+    }
+
+    /// Runs a fused layer and burn's, first with `trained` parameters, then with `constant`
+    /// ones (IG's case), and asserts that they agree, that the fused operation ran (`calls`
+    /// counts it), and that only trained parameters get gradients. Burn's trained run.
+    fn assert_fused_layer_agrees<L>(
+        (trained, constant): (&L, &L),
+        run: impl Fn(&L, bool) -> LayerRun,
+        calls: impl Fn() -> usize,
+        names: &[&str],
+        tolerance: f32,
+    ) -> LayerRun {
+        let before = calls();
+        let (ours, burns) = (run(trained, true), run(trained, false));
+        assert_eq!(calls(), before + 1, "the fused operation did not run");
+        assert!(
+            ours.parameters.iter().all(Option::is_some),
+            "trained parameters get gradients"
+        );
+        assert_runs_agree(&ours, &burns, names, tolerance, "trained");
+        let (ours, constant_burns) = (run(constant, true), run(constant, false));
+        assert!(ours.parameters.iter().all(Option::is_none), "constants get no gradient");
+        assert_runs_agree(&ours, &constant_burns, names, tolerance, "constant parameters");
+        burns
+    }
+
     /// The fused linear operation against burn's `Linear` on flex through autodiff, for a 3-D
     /// input: the output, and the gradients of the input, the weight and the bias (trained);
     /// with the layer's parameters as constants (IG's case), the input's; with the weight
@@ -1163,15 +1463,6 @@ mod tests {
             bias: trained.bias.clone(),
         };
         let upstream = random([3, 7, 40], 2, &device).inner();
-        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32");
-        let close = |a: &[f32], b: &[f32], what: &str| {
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!(
-                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                    "{what} {i}: {x} against burn's {y}"
-                );
-            }
-        };
         let x = random([3, 7, 24], 1, &device).require_grad();
         let run = |layer: &Linear, fused: bool| {
             let y = if fused {
@@ -1179,51 +1470,59 @@ mod tests {
             } else {
                 layer.forward(x.clone())
             };
-            let grads = (y.clone() * Tensor::from_data(upstream.to_data(), &y.device()))
-                .sum()
-                .backward();
-            let weight = layer
-                .weight
-                .val()
-                .grad(&grads)
-                .map(|g| g.into_data().try_to_vec::<f32>().expect("f32"));
-            let bias = layer
-                .bias
-                .as_ref()
-                .and_then(|b| b.val().grad(&grads))
-                .map(|g| g.into_data().try_to_vec::<f32>().expect("f32"));
-            (
-                values(y.inner()),
-                values(x.grad(&grads).expect("x's gradient")),
-                weight,
-                bias,
-            )
+            let weight = |grads: &burn::tensor::Gradients| layer.weight.val().grad(grads).map(values);
+            let bias = |grads: &burn::tensor::Gradients| layer.bias.as_ref()?.val().grad(grads).map(values);
+            run_layer(&x, y, &upstream, &[&weight, &bias])
         };
-        let calls = || FUSED_LINEAR_CALLS.with(|calls| calls.get());
-        let before = calls();
-        let (ours, burns) = (run(&trained, true), run(&trained, false));
+        let names = ["weight", "bias"];
         // The products are the same gemm calls as burn's, bit for bit: the count shows that
         // the fused operation ran (once: burn's own `Linear` is not counted).
-        assert_eq!(calls(), before + 1, "the fused operation did not run");
-        close(&ours.0, &burns.0, "output");
-        close(&ours.1, &burns.1, "input gradient");
-        close(
-            &ours.2.expect("weight gradient"),
-            &burns.2.expect("weight gradient"),
-            "weight gradient",
-        );
-        let (our_bias, burn_bias) = (ours.3.expect("bias gradient"), burns.3.expect("bias gradient"));
-        close(&our_bias, &burn_bias, "bias gradient");
-
-        let constant = trained.valid();
-        let (ours, burns) = (run(&constant, true), run(&constant, false));
-        close(&ours.0, &burns.0, "output, constant layer");
-        close(&ours.1, &burns.1, "input gradient, constant layer");
-        assert!(ours.2.is_none() && ours.3.is_none(), "constants get no gradient");
-
+        let calls = || FUSED_LINEAR_CALLS.with(|calls| calls.get());
+        assert_fused_layer_agrees((&trained, &trained.valid()), run, calls, &names, 1e-5);
         let (ours, burns) = (run(&stored_transposed, true), run(&trained, false));
-        close(&ours.0, &burns.0, "output, transposed weight");
-        close(&ours.1, &burns.1, "input gradient, transposed weight");
+        assert_runs_agree(&ours, &burns, &names, 1e-5, "transposed weight");
+    }
+
+    /// The fused layer norm against burn's `LayerNorm` on flex through autodiff: the output
+    /// and the gradients of the input, γ and β (trained); with γ and β as constants (IG's
+    /// case), the input's; rows spread over several units, one of them constant (variance 0);
+    /// without autodiff, the same values.
+    #[test]
+    fn the_fused_layer_norm_and_its_gradients_match_burns() {
+        use burn::module::{Module, Param};
+        use burn::nn::LayerNormConfig;
+        let device = Device::flex().autodiff();
+        let (shape, width, epsilon) = ([3, 37, 50], 50, 1e-12);
+        let mut layer = LayerNormConfig::new(width).with_epsilon(epsilon).init(&device);
+        // γ and β away from 1 and 0, so that their part in each gradient shows.
+        let parameter = |seed, offset: f32| {
+            let values = random([1, 1, width], seed, &device).reshape([width]).add_scalar(offset);
+            Param::from_tensor(Tensor::<1>::from_data(values.into_data(), &device))
+        };
+        layer.gamma = parameter(5, 1.0);
+        layer.beta = Some(parameter(6, 0.0));
+        let mut xs = values(random(shape, 7, &device).mul_scalar(3.0).add_scalar(2.0));
+        xs[50..100].fill(0.25);
+        let x = Tensor::<3>::from_data(TensorData::new(xs, shape), &device).require_grad();
+        let upstream = random(shape, 8, &device);
+        let run = |layer: &LayerNorm, fused: bool| {
+            let y = if fused {
+                layer_norm(layer, epsilon, x.clone())
+            } else {
+                layer.forward(x.clone())
+            };
+            let gamma = |grads: &burn::tensor::Gradients| layer.gamma.val().grad(grads).map(values);
+            let beta = |grads: &burn::tensor::Gradients| layer.beta.as_ref()?.val().grad(grads).map(values);
+            run_layer(&x, y, &upstream, &[&gamma, &beta])
+        };
+        let names = ["γ", "β"];
+        let calls = || FUSED_LAYER_NORM_CALLS.with(|calls| calls.get());
+        let constant = layer.valid().to_device(&device);
+        let burns = assert_fused_layer_agrees((&layer, &constant), run, calls, &names, 2e-5);
+
+        let plain = layer.valid();
+        let ours = layer_norm(&plain, epsilon, x.clone().inner());
+        assert_close(&values(ours), &burns.output, 2e-5, "output without autodiff");
     }
 
     /// The fused attention against the same attention in burn's operations, on flex: the
@@ -1233,16 +1532,7 @@ mod tests {
     /// several threads.
     #[test]
     fn the_fused_attention_and_its_gradients_match_burns_operations() {
-        let close = |a: &[f32], b: &[f32], what: &str| {
-            assert_eq!(a.len(), b.len(), "{what}: lengths");
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!(
-                    (x - y).abs() <= 2e-5 * (1.0 + y.abs()),
-                    "{what} {i}: {x} against burn's {y}"
-                );
-            }
-        };
-        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32");
+        let close = |a: &[f32], b: &[f32], what: &str| assert_close(a, b, 2e-5, what);
         let calls = || FUSED_ATTENTION_CALLS.with(|calls| calls.get());
         for (batch, seq, heads, head) in [(3, 7, 3, 4), (4, 33, 4, 8), (2, 5, 1, 6)] {
             let hidden = heads * head;

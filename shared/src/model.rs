@@ -12,7 +12,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, tanh};
 
-use crate::kernels::{attention, gelu, linear};
+use crate::kernels::{attention, gelu, layer_norm, linear};
 use burn::tensor::{Bool, Device, Distribution, Int, Shape, Tensor, TensorData};
 use std::cell::RefCell;
 
@@ -182,7 +182,9 @@ fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
 }
 
 impl EncoderLayer {
-    fn forward(&self, x: Tensor<3>, real: Option<&PaddingMask>) -> Tensor<3> {
+    /// `epsilon`: the layer norms' (the model's config has it; burn's `LayerNorm` keeps it
+    /// private).
+    fn forward(&self, x: Tensor<3>, real: Option<&PaddingMask>, epsilon: f64) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let heads = self.num_heads;
         let q = linear(&self.query, x.clone());
@@ -192,9 +194,9 @@ impl EncoderLayer {
         let attention_dropout = dropout_multiplier(&self.attention_dropout, shape, &x.device());
         let context = attention(q, k, v, heads, real, attention_dropout);
         let attended = dropout(&self.dropout, linear(&self.attention_output, context));
-        let x = self.attention_norm.forward(attended + x);
+        let x = layer_norm(&self.attention_norm, epsilon, attended + x);
         let ff = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
-        self.output_norm.forward(dropout(&self.dropout, ff) + x)
+        layer_norm(&self.output_norm, epsilon, dropout(&self.dropout, ff) + x)
     }
 }
 
@@ -231,9 +233,10 @@ impl EncoderClassifier {
         if let Some(types) = &emb.token_type_embeddings {
             x = x + types.weight.val().narrow(0, 0, 1).reshape([1, 1, hidden]);
         }
-        let mut x = dropout(&emb.dropout, emb.layer_norm.forward(x));
+        let epsilon = self.config.layer_norm_eps;
+        let mut x = dropout(&emb.dropout, layer_norm(&emb.layer_norm, epsilon, x));
         for layer in &self.layers {
-            x = layer.forward(x, mask.as_ref());
+            x = layer.forward(x, mask.as_ref(), epsilon);
         }
         let cls = x.slice([0..batch, 0..1]).reshape([batch, hidden]);
         let pooled = linear(&self.pooler, cls);
@@ -265,6 +268,13 @@ impl EncoderClassifier {
         .find(|(_, a, b)| a != b);
         if let Some((what, a, b)) = mismatch {
             return Err((student, format!("its {what} is {a}, the teacher's {b}")));
+        }
+        if s.layer_norm_eps != t.layer_norm_eps {
+            let why = format!(
+                "its layer-norm epsilon is {}, the teacher's {} (it would copy the teacher's layer norms)",
+                s.layer_norm_eps, t.layer_norm_eps
+            );
+            return Err((student, why));
         }
         if s.num_layers > t.num_layers {
             let why = format!(
@@ -372,5 +382,13 @@ mod tests {
         .init(&device);
         let (_, why) = narrow.start_from_teacher(&teacher).err().unwrap();
         assert!(why.contains("hidden size is 8"), "{why}");
+        // The layer norms' epsilon is the config's, not the copied layer's own.
+        let other_epsilon = ModelConfig {
+            layer_norm_eps: 1e-5,
+            ..ModelConfig::preset("tiny_bert").unwrap()
+        }
+        .init(&device);
+        let (_, why) = other_epsilon.start_from_teacher(&teacher).err().unwrap();
+        assert!(why.contains("layer-norm epsilon is 0.00001"), "{why}");
     }
 }

@@ -15,7 +15,7 @@
 //! before the softmax (so it gets probability 0, and a row with every key padded is uniform),
 //! and its score gets no gradient.
 
-use super::{MatrixView, exp_nonpositive, gemm_into, lane_dot, lane_max, lane_sum};
+use super::{MatrixView, Shared, exp_nonpositive, for_each_unit, gemm_into, lane_dot, lane_max, lane_sum};
 
 /// The shapes of one attention operation: `batch` texts of `seq` positions, `heads` heads of
 /// `head` values each (hidden = heads·head).
@@ -95,25 +95,6 @@ impl Multiplier<'_> {
             Multiplier::All(m) => out.extend(values.iter().map(|v| v * m)),
         }
     }
-}
-
-/// A pointer that units on several threads write through, each to its own elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: every unit writes a disjoint set of elements (its head's columns of its text, its
-// own probability block), and the buffer outlives the parallel loop.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-/// Runs `work` for every unit, on rayon's threads natively and in order in wasm.
-fn for_each_unit(units: usize, work: impl Fn(usize) + Sync + Send) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        (0..units).into_par_iter().for_each(work);
-    }
-    #[cfg(target_arch = "wasm32")]
-    (0..units).for_each(work);
 }
 
 /// dst (`m × n`, rows `row_stride` apart) = beta·lhs·rhs on this thread (the units are
