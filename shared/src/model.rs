@@ -136,21 +136,35 @@ pub fn with_dropout_stream<R>(seed: u64, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// A dropout mask of `n` values: `1 / keep` with probability `keep`, else 0.
+/// A dropout mask of `n` values: `1 / keep` with probability `keep`, else 0. Each 64-bit draw
+/// gives two 32-bit uniforms (low half first); a value is kept when its uniform is below
+/// keep · 2³². Filled on rayon's threads natively, each chunk from its own draws
+/// ([`SplitMix64::peek`]): the same mask as drawing in order, which attention's dropout
+/// (a value per attention probability) made a visible part of a training step.
 fn dropout_mask(n: usize, keep: f64, rng: &mut SplitMix64) -> Vec<f32> {
-    // Each 64-bit draw gives two 32-bit uniforms; a value is kept when its uniform is below
-    // keep · 2³².
     let threshold = (keep * 4_294_967_296.0) as u64;
     let scale = (1.0 / keep) as f32;
-    let mut mask = Vec::with_capacity(n);
-    while mask.len() < n {
-        let draw = rng.next_u64();
-        for uniform in [draw & 0xFFFF_FFFF, draw >> 32] {
-            if mask.len() < n {
-                mask.push(if uniform < threshold { scale } else { 0.0 });
+    // Even, so that a chunk starts at the low half of a draw.
+    const CHUNK: usize = 1 << 15;
+    let stream = rng.clone();
+    let fill = |(chunk, values): (usize, &mut [f32])| {
+        let first_draw = (chunk * CHUNK / 2) as u64;
+        for (i, pair) in values.chunks_mut(2).enumerate() {
+            let draw = stream.peek(first_draw + i as u64);
+            for (value, uniform) in pair.iter_mut().zip([draw & 0xFFFF_FFFF, draw >> 32]) {
+                *value = if uniform < threshold { scale } else { 0.0 };
             }
         }
+    };
+    let mut mask = vec![0f32; n];
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        mask.par_chunks_mut(CHUNK).enumerate().for_each(fill);
     }
+    #[cfg(target_arch = "wasm32")]
+    mask.chunks_mut(CHUNK).enumerate().for_each(fill);
+    rng.skip(n.div_ceil(2) as u64);
     mask
 }
 
@@ -318,6 +332,23 @@ mod tests {
         let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / mask.len() as f64;
         assert!((kept - 0.9).abs() < 0.005, "kept {kept}");
         assert_eq!(dropout_mask(1000, 0.9, &mut SplitMix64::new(3)), mask[..1000]);
+        // Several chunks on several threads give what drawing in order gives, and leave the
+        // stream where drawing would.
+        let mut in_order = SplitMix64::new(3);
+        let threshold = (0.9 * 4_294_967_296.0) as u64;
+        let expected: Vec<f32> = (0..mask.len().div_ceil(2))
+            .flat_map(|_| {
+                let draw = in_order.next_u64();
+                [draw & 0xFFFF_FFFF, draw >> 32].map(|u| if u < threshold { scale } else { 0.0 })
+            })
+            .take(mask.len())
+            .collect();
+        assert_eq!(mask, expected);
+        assert_eq!(
+            rng.next_u64(),
+            in_order.next_u64(),
+            "the stream moved on by the draws used"
+        );
 
         let mut config = ModelConfig::bert(1, 8, 2, 16);
         config.vocab_size = 20;
