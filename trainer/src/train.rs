@@ -180,25 +180,25 @@ pub fn batch_logits(
     Ok(logits)
 }
 
-/// Runs `work(k, part)` for every part `k` on a thread of its own; the results come back in
-/// part order, a panic as an error naming `what`.
+/// Runs `work(k, part)` for every part `k`, each on a thread of rayon's pool (as IG's chains
+/// run), so that the kernels' own parallel loops inside share the pool's threads rather than
+/// wake them from outside; the results come back in part order, a panic as an error naming
+/// `what`.
 fn on_threads<T: Send>(
     parts: &[&[usize]],
     what: &str,
     work: impl Fn(usize, &[usize]) -> anyhow::Result<T> + Sync,
 ) -> Vec<anyhow::Result<T>> {
-    std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = parts
-            .iter()
-            .enumerate()
-            .map(|(k, &part)| scope.spawn(move || work(k, part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("{what} panicked"))))
-            .collect()
-    })
+    use rayon::prelude::*;
+    parts
+        .par_iter()
+        .with_max_len(1)
+        .enumerate()
+        .map(|(k, &part)| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(k, part)))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("{what} panicked")))
+        })
+        .collect()
 }
 
 /// Whether an epoch beats the best so far by the selection figure (ties keep the earlier).
