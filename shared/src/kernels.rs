@@ -1,6 +1,6 @@
-//! Linear layers, GELU and softmax as fused operations on burn's CPU backend (flex), forward
-//! and backward: they were most of what, besides the matrix products themselves, made an
-//! explanation slower than PyTorch's (perf, custom_2x384).
+//! Linear layers, GELU, multi-head attention and layer norm as fused operations on burn's CPU
+//! backend (flex), forward and backward: they were most of what, besides the matrix products
+//! themselves, made an explanation or a training step slower than PyTorch's (perf).
 //!
 //! - burn's `Linear` on a `[batch, seq, hidden]` input with rows that fill its tiles runs one
 //!   product per batch item, packing the weight again each time, and burn-flex zeroes every
@@ -11,15 +11,17 @@
 //!   whose only transcendental is e^(−x²/2), the Gaussian density itself; the backward pass,
 //!   Φ(x) + x·φ(x), reuses that one exponential, a branch-free polynomial, so the loops
 //!   vectorise.
-//! - Under autodiff, burn computes softmax as five operations (max, subtract, exp, sum,
-//!   divide), each a pass over the attention scores, with as many again backwards. Here it is
-//!   one pass per row each way (y·(g − Σ g·y) backwards).
+//! - Attention ([`attention`], the `attention` module) runs per (text, head) on rayon's
+//!   threads with no head split or merge copies, the scores going straight into a masked row
+//!   softmax (one pass each way, where burn's autodiff took five operations).
+//! - Layer norm under autodiff (the `layer_norm` module) is one pass keeping what its backward
+//!   step needs, where burn's autodiff ran ten operations.
 //!
 //! Against burn's own operations: GELU within 3e-7·max(1, |x|), its derivative within
-//! 1e-6·max(1, |x|), softmax and its gradient within 1e-6, the linear layer and its gradients
-//! within 1e-5 relative (tested). The operations are a burn backend extension
-//! ([`FusedKernels`]) for flex and for autodiff over flex; [`linear`], [`gelu`] and [`softmax`]
-//! use them on a flex device and burn's operations on any other.
+//! 1e-6·max(1, |x|), the attention softmax and its gradient within 1e-6, the linear layer 1e-5,
+//! attention and layer norm 2e-5 relative (tested). The operations are a burn backend extension
+//! ([`FusedKernels`]) for flex and for autodiff over flex; [`linear`], [`gelu`], [`attention`]
+//! and [`layer_norm`] use them on a flex device and burn's operations on any other.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -28,9 +30,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, ExtensionType, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, ExtensionType, Flex, backend_extension};
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Shape, Tensor, TensorData};
@@ -49,19 +49,6 @@ pub trait FusedKernels: Backend {
         Self::gelu_backward(x, grad)
     }
 
-    /// Softmax over the last dimension.
-    fn softmax_fused(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let last = x.shape().num_dims() - 1;
-        Self::softmax(x, last)
-    }
-
-    /// The gradient of softmax's input from its output `y`: y·(grad − Σ grad·y), the sum
-    /// over the last dimension.
-    fn softmax_fused_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        softmax_backward_composed::<Self>(y, grad)
-    }
-
-    /// x·W + b over x's last dimension (W is `[in, out]`, as burn stores it).
     fn linear_fused(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::linear(x, weight, Some(bias))
     }
@@ -148,15 +135,6 @@ pub struct AttentionInput<B: Backend> {
     pub heads: usize,
 }
 
-/// y·(grad − Σ grad·y) from burn's operations.
-fn softmax_backward_composed<B: Backend>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
-    let shape = y.shape();
-    let last = shape.num_dims() - 1;
-    let dot = B::float_sum_dim(B::float_mul(grad.clone(), y.clone()), last);
-    let dot = B::float_expand(dot, shape);
-    B::float_mul(y, B::float_sub(grad, dot))
-}
-
 /// Whether tensors on `device` compute on flex (with or without autodiff) and the kernels are
 /// routed there: without this crate's `flex` feature the extension has no flex arm.
 fn on_flex(device: &Device) -> bool {
@@ -169,16 +147,6 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         Tensor::from_dispatch(<Dispatch as FusedKernels>::gelu_fused(x.into_dispatch()))
     } else {
         burn::tensor::activation::gelu(x)
-    }
-}
-
-/// Softmax over the last dimension: burn's on any device but flex, where it is the fused
-/// kernel.
-pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if on_flex(&x.device()) {
-        Tensor::from_dispatch(<Dispatch as FusedKernels>::softmax_fused(x.into_dispatch()))
-    } else {
-        burn::tensor::activation::softmax(x, D - 1)
     }
 }
 
@@ -286,7 +254,7 @@ fn attention_written_out(
         if let Some(padded) = padded {
             scores = scores.mask_fill(padded, f32::MIN);
         }
-        let probabilities = softmax(scores);
+        let probabilities = burn::tensor::activation::softmax(scores, 3);
         let probabilities = match dropout {
             Some(mask) => probabilities * mask,
             None => probabilities,
@@ -323,30 +291,6 @@ impl FusedKernels for Flex {
         let shape = x.layout().shape().clone();
         computed(shape, values(&x), Some(values(&grad)), 1, |x, g, out| {
             gelu_gradients_widest(x, g.unwrap_or_default(), out)
-        })
-    }
-
-    fn softmax_fused(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let shape = x.layout().shape().clone();
-        let len = shape[shape.num_dims() - 1];
-        if x.dtype() != DType::F32 || len == 0 {
-            return Self::softmax(x, shape.num_dims() - 1);
-        }
-        let x = x.to_contiguous();
-        computed(shape, values(&x), None, len, |x, _, out| {
-            softmax_rows_widest(x, out, len)
-        })
-    }
-
-    fn softmax_fused_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let shape = y.layout().shape().clone();
-        let len = shape[shape.num_dims() - 1];
-        if y.dtype() != DType::F32 || grad.dtype() != DType::F32 || &shape != grad.layout().shape() || len == 0 {
-            return softmax_backward_composed::<Self>(y, grad);
-        }
-        let (y, grad) = (y.to_contiguous(), grad.to_contiguous());
-        computed(shape, values(&y), Some(values(&grad)), len, |y, g, out| {
-            softmax_gradient_rows_widest(y, g.unwrap_or_default(), out, len)
         })
     }
 
@@ -721,35 +665,6 @@ fn with_last(shape: &Shape, last: usize) -> Shape {
     Shape::from(dims)
 }
 
-/// Each `len`-long row of `x` → its softmax.
-#[inline(always)]
-fn softmax_rows(x: &[f32], out: &mut [Uninit], len: usize) {
-    for (x, out) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
-        let max = lane_max(x);
-        for (o, &v) in out.iter_mut().zip(x) {
-            o.write(exp_nonpositive(v - max));
-        }
-        // SAFETY: every element of the row was written just above.
-        let out = unsafe { &mut *(out as *mut [Uninit] as *mut [f32]) };
-        let scale = 1.0 / lane_sum(out);
-        for o in out.iter_mut() {
-            *o *= scale;
-        }
-    }
-}
-
-/// Each `len`-long row of softmax outputs `y` and upstream gradients `g` → y·(g − Σ g·y).
-#[inline(always)]
-fn softmax_gradient_rows(y: &[f32], g: &[f32], out: &mut [Uninit], len: usize) {
-    let rows = y.chunks_exact(len).zip(g.chunks_exact(len));
-    for ((y, g), out) in rows.zip(out.chunks_exact_mut(len)) {
-        let dot = lane_dot(y, g);
-        for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-            o.write(y * (g - dot));
-        }
-    }
-}
-
 /// Accumulators for reductions in 16 lanes (the widest vector), combined at the end: a fixed
 /// order, so the same at every vector width.
 const LANES: usize = 16;
@@ -820,8 +735,8 @@ fn gelu_gradients(x: &[f32], g: &[f32], out: &mut [Uninit]) {
 /// (AVX2) or 16 (AVX-512F). The arithmetic is the same in each (no fused multiply-add), and so
 /// are the results.
 macro_rules! widest_vectors {
-    ($name:ident = $kernel:ident($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
+    ($vis:vis $name:ident = $kernel:ident($($arg:ident: $ty:ty),*)) => {
+        $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
@@ -847,10 +762,6 @@ macro_rules! widest_vectors {
 }
 widest_vectors!(gelu_values_widest = gelu_values(x: &[f32], out: &mut [Uninit]));
 widest_vectors!(gelu_gradients_widest = gelu_gradients(x: &[f32], g: &[f32], out: &mut [Uninit]));
-widest_vectors!(softmax_rows_widest = softmax_rows(x: &[f32], out: &mut [Uninit], len: usize));
-widest_vectors!(
-    softmax_gradient_rows_widest = softmax_gradient_rows(y: &[f32], g: &[f32], out: &mut [Uninit], len: usize)
-);
 
 mod attention;
 mod layer_norm;
@@ -954,31 +865,6 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
                 prep.finish(state, B::gelu_fused(x.primitive().clone()))
             }
             OpsKind::UnTracked(prep) => prep.finish(B::gelu_fused(x.into_primitive())),
-        }
-    }
-
-    fn softmax_fused(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// The backward step keeps the forward's output (the probabilities), not its input.
-        #[derive(Debug)]
-        struct FusedSoftmax;
-
-        impl<B: Backend + FusedKernels> Backward<B, 1> for FusedSoftmax {
-            type State = FloatTensor<B>;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-                let output = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::softmax_fused_backward(output, grad)
-                });
-            }
-        }
-
-        match FusedSoftmax.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let output = B::softmax_fused(x.primitive().clone());
-                prep.finish(output.clone(), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_fused(x.into_primitive())),
         }
     }
 
@@ -1289,64 +1175,84 @@ mod tests {
             run(&|o| gelu_gradients(&xs, &g, o)),
             run(&|o| gelu_gradients_widest(&xs, &g, o))
         );
-        let rows = &xs[..37 * 100];
+        // The attention softmax and its gradient, and layer norm, in place.
+        let (len, real) = (37, [[1.0; 30], [0.0; 30]].concat());
+        let rows = || xs[..len * 100].to_vec();
+        let in_place = |kernel: &dyn Fn(&mut [f32])| {
+            let mut values = rows();
+            kernel(&mut values);
+            values
+        };
+        let p = in_place(&|s| attention::softmax_rows_widest(s, len, &real));
+        assert_eq!(p, in_place(&|s| attention::softmax_rows(s, len, &real)));
         assert_eq!(
-            run(&|o| softmax_rows(rows, &mut o[..rows.len()], 37))[..rows.len()],
-            run(&|o| softmax_rows_widest(rows, &mut o[..rows.len()], 37))[..rows.len()]
+            in_place(&|d| attention::softmax_gradient_rows(&p, d, len, &real)),
+            in_place(&|d| attention::softmax_gradient_rows_widest(&p, d, len, &real))
+        );
+        let (gamma, beta) = (&g[..len], &xs[len..2 * len]);
+        let normalised = |widest: bool| {
+            let (mut y, mut n, mut r) = (rows(), rows(), vec![0.0; 100]);
+            let normalise = if widest {
+                layer_norm::normalise_rows_widest
+            } else {
+                layer_norm::normalise_rows
+            };
+            normalise(&rows(), gamma, beta, 1e-12, &mut y, &mut n, &mut r);
+            (y, n, r)
+        };
+        assert_eq!(normalised(false), normalised(true));
+        let (_, n, r) = normalised(false);
+        assert_eq!(
+            in_place(&|d| layer_norm::input_gradient_rows(&n, &r, gamma, &g[..len * 100], d)),
+            in_place(&|d| layer_norm::input_gradient_rows_widest(&n, &r, gamma, &g[..len * 100], d))
         );
     }
 
-    /// Softmax and its input gradient against burn's on flex through autodiff: rows of 37
-    /// (not a whole number of the 16 lanes) and of 128 (the attention's, and enough rows to
-    /// split between threads), a masked key and a wholly masked row (f32::MIN, as the model's
-    /// mask writes); a NaN makes its row NaN and leaves the others.
+    /// The attention's row softmax and its input gradient against burn's softmax on flex
+    /// through autodiff: rows of 37 (not a whole number of the 16 lanes) and of 128 (the
+    /// attention's), a padded key and a row of padded keys only (f32::MIN, as the written-out
+    /// mask writes, against the kernel's own masking); a NaN makes its row NaN and leaves the
+    /// others.
     #[test]
-    fn the_fused_softmax_and_its_gradient_match_burns() {
-        let device = Device::flex();
+    fn the_attention_softmax_and_its_gradient_match_burns() {
         for (rows, len) in [(5, 37), (600, 128)] {
             let n = rows * len;
             let mut rng = crate::rng::SplitMix64::new(len as u64);
-            let mut xs: Vec<f32> = (0..n).map(|_| (rng.unit() as f32 - 0.5) * 20.0).collect();
-            xs[3] = f32::MIN;
-            xs[len..2 * len].fill(f32::MIN);
+            let xs: Vec<f32> = (0..n).map(|_| (rng.unit() as f32 - 0.5) * 20.0).collect();
             let upstream: Vec<f32> = (0..n).map(|_| rng.unit() as f32 - 0.5).collect();
-            let shape = [rows, len];
-            let run = |fused: bool| {
-                value_and_gradient(&xs, shape, &upstream, |x| {
-                    if fused {
-                        softmax(x)
-                    } else {
-                        burn::tensor::activation::softmax(x, 1)
-                    }
-                })
-            };
-            let (ours, our_grad) = run(true);
-            let (burns, burn_grad) = run(false);
-            for i in 0..n {
-                assert!(
-                    (ours[i] - burns[i]).abs() <= 1e-6,
-                    "{rows}×{len}, {i}: {} against burn's {}",
-                    ours[i],
-                    burns[i]
-                );
-                assert!(
-                    (our_grad[i] - burn_grad[i]).abs() <= 1e-6 * (1.0 + burn_grad[i].abs()),
-                    "{rows}×{len}, {i}: gradient {} against burn's {}",
-                    our_grad[i],
-                    burn_grad[i]
-                );
-            }
-            assert_eq!(ours[3], 0.0, "a masked key gets nothing");
+            // Key 3 is padding in every row; the kernel masks it, burn gets f32::MIN.
+            let mut real = vec![1.0f32; len];
+            real[3] = 0.0;
+            let mut masked = xs.clone();
+            masked.iter_mut().skip(3).step_by(len).for_each(|x| *x = f32::MIN);
+            let (burns, burn_grad) = value_and_gradient(&masked, [rows, len], &upstream, |x| {
+                burn::tensor::activation::softmax(x, 1)
+            });
+            let mut ours = xs.clone();
+            attention::softmax_rows_widest(&mut ours, len, &real);
+            let mut our_grad = upstream.clone();
+            attention::softmax_gradient_rows_widest(&ours, &mut our_grad, len, &real);
+            assert_close(&ours, &burns, 1e-6, &format!("{rows}×{len} probabilities"));
+            assert_close(&our_grad, &burn_grad, 1e-6, &format!("{rows}×{len} gradient"));
             assert!(
-                (ours[len] - 1.0 / len as f32).abs() < 1e-7,
-                "a wholly masked row is uniform"
+                ours.iter().skip(3).step_by(len).all(|&p| p == 0.0),
+                "a padded key gets nothing"
             );
-            assert_ne!(ours, burns, "the same bits as burn's: did the fused kernel run?");
+            assert!(
+                our_grad.iter().skip(3).step_by(len).all(|&g| g == 0.0),
+                "nor a gradient"
+            );
         }
-        let x = Tensor::<2>::from_data([[1.0f32, f32::NAN, 2.0], [0.0, 1.0, 2.0]], &device);
-        let y = softmax(x).into_data().try_to_vec::<f32>().expect("f32");
-        assert!(y[..3].iter().all(|v| v.is_nan()), "{y:?}");
-        assert!(y[3..].iter().all(|v| v.is_finite()) && (y[3..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let mut uniform = vec![0.5f32, -3.0, 2.0];
+        attention::softmax_rows_widest(&mut uniform, 3, &[0.0; 3]);
+        assert!(
+            uniform.iter().all(|&p| (p - 1.0 / 3.0).abs() < 1e-7),
+            "all keys padded: uniform, {uniform:?}"
+        );
+        let mut rows = vec![1.0f32, f32::NAN, 2.0, 0.0, 1.0, 2.0];
+        attention::softmax_rows_widest(&mut rows, 3, &[1.0; 3]);
+        assert!(rows[..3].iter().all(|v| v.is_nan()), "{rows:?}");
+        assert!(rows[3..].iter().all(|v| v.is_finite()) && (rows[3..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
     }
 
     /// `op(x)` and x's gradient for Σ op(x)·upstream, on flex through autodiff.

@@ -239,7 +239,7 @@ pub(super) fn backward(dims: Heads, inputs: &Operands, probabilities: &[f32], gr
 /// Each `len`-long row of scores → its softmax, in place, the keys where `real` is 0 first set
 /// to `f32::MIN`. The same arithmetic as the standalone softmax kernel.
 #[inline(always)]
-fn softmax_rows(scores: &mut [f32], len: usize, real: &[f32]) {
+pub(super) fn softmax_rows(scores: &mut [f32], len: usize, real: &[f32]) {
     for row in scores.chunks_exact_mut(len) {
         for (s, &r) in row.iter_mut().zip(real) {
             *s = if r == 0.0 { f32::MIN } else { *s };
@@ -257,7 +257,7 @@ fn softmax_rows(scores: &mut [f32], len: usize, real: &[f32]) {
 
 /// Each `len`-long row of dP (in `ds`) → dS in place: P⊙(dP − Σ dP⊙P), 0 for padded keys.
 #[inline(always)]
-fn softmax_gradient_rows(p: &[f32], ds: &mut [f32], len: usize, real: &[f32]) {
+pub(super) fn softmax_gradient_rows(p: &[f32], ds: &mut [f32], len: usize, real: &[f32]) {
     for (p, d) in p.chunks_exact(len).zip(ds.chunks_exact_mut(len)) {
         let dot = lane_dot(p, d);
         for ((d, &p), &r) in d.iter_mut().zip(p).zip(real) {
@@ -266,5 +266,5 @@ fn softmax_gradient_rows(p: &[f32], ds: &mut [f32], len: usize, real: &[f32]) {
     }
 }
 
-widest_vectors!(softmax_rows_widest = softmax_rows(scores: &mut [f32], len: usize, real: &[f32]));
-widest_vectors!(softmax_gradient_rows_widest = softmax_gradient_rows(p: &[f32], ds: &mut [f32], len: usize, real: &[f32]));
+widest_vectors!(pub(super) softmax_rows_widest = softmax_rows(scores: &mut [f32], len: usize, real: &[f32]));
+widest_vectors!(pub(super) softmax_gradient_rows_widest = softmax_gradient_rows(p: &[f32], ds: &mut [f32], len: usize, real: &[f32]));

@@ -96,7 +96,15 @@ pub(super) fn parameter_backward(normalised: &[f32], grad: &[f32], width: usize)
 
 /// Each row of `x`: mean, variance (of the centred values, as burn computes it), r, n, y.
 #[inline(always)]
-fn normalise_rows(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, y: &mut [f32], n: &mut [f32], r: &mut [f32]) {
+pub(super) fn normalise_rows(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f32,
+    y: &mut [f32],
+    n: &mut [f32],
+    r: &mut [f32],
+) {
     let width = gamma.len();
     let rows = x
         .chunks_exact(width)
@@ -118,7 +126,7 @@ fn normalise_rows(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, y: &mut 
 
 /// Each row: g = grad·γ, then r·(g − mean(g) − n·mean(g·n)).
 #[inline(always)]
-fn input_gradient_rows(normalised: &[f32], rstd: &[f32], gamma: &[f32], grad: &[f32], dx: &mut [f32]) {
+pub(super) fn input_gradient_rows(normalised: &[f32], rstd: &[f32], gamma: &[f32], grad: &[f32], dx: &mut [f32]) {
     let width = gamma.len();
     let rows = normalised
         .chunks_exact(width)
@@ -138,7 +146,7 @@ fn input_gradient_rows(normalised: &[f32], rstd: &[f32], gamma: &[f32], grad: &[
 }
 
 widest_vectors!(
-    normalise_rows_widest = normalise_rows(
+    pub(super) normalise_rows_widest = normalise_rows(
         x: &[f32],
         gamma: &[f32],
         beta: &[f32],
@@ -149,6 +157,6 @@ widest_vectors!(
     )
 );
 widest_vectors!(
-    input_gradient_rows_widest =
+    pub(super) input_gradient_rows_widest =
         input_gradient_rows(normalised: &[f32], rstd: &[f32], gamma: &[f32], grad: &[f32], dx: &mut [f32])
 );
