@@ -36,7 +36,9 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Shape, Tensor, TensorData};
 use std::mem::MaybeUninit;
 
-/// The fused operations, as backend operations. The default bodies are burn's own operations.
+/// The fused operations, as backend operations. A default body is burn's own operation; the
+/// methods without one are reached only on flex (the public functions route other devices to
+/// burn's operations first).
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedKernels: Backend {
     /// GELU(x) = x·Φ(x).
@@ -49,6 +51,7 @@ pub trait FusedKernels: Backend {
         Self::gelu_backward(x, grad)
     }
 
+    /// x·W + b over x's last dimension (W is `[in, out]`, as burn stores it).
     fn linear_fused(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::linear(x, weight, Some(bias))
     }

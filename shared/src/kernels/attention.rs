@@ -95,6 +95,14 @@ impl Multiplier<'_> {
             Multiplier::All(m) => out.extend(values.iter().map(|v| v * m)),
         }
     }
+
+    /// `values` multiplied where they are.
+    fn apply_in_place(self, values: &mut [f32]) {
+        match self {
+            Multiplier::Each(mask) => values.iter_mut().zip(mask).for_each(|(v, m)| *v *= m),
+            Multiplier::All(m) => values.iter_mut().for_each(|v| *v *= m),
+        }
+    }
 }
 
 /// dst (`m × n`, rows `row_stride` apart) = beta·lhs·rhs on this thread (the units are
@@ -129,7 +137,7 @@ pub(super) fn forward(dims: Heads, inputs: &Operands, keep_probabilities: bool) 
         let mut own = Vec::new();
         let probabilities: &mut [f32] = match kept_out {
             // SAFETY: unit `unit` alone writes this block of the kept probabilities.
-            Some(p) => unsafe { std::slice::from_raw_parts_mut(p.0.add(unit * block), block) },
+            Some(p) => unsafe { p.slice(unit * block..(unit + 1) * block) },
             None => {
                 own.reserve_exact(block);
                 // SAFETY: the product below writes every value before anything reads it.
@@ -214,9 +222,7 @@ pub(super) fn backward(dims: Heads, inputs: &Operands, probabilities: &[f32], gr
         }
         if let Some(multiplier) = multiplier {
             // dP = dP′⊙M.
-            let mut ds_dropped = Vec::new();
-            multiplier.apply(&ds, &mut ds_dropped);
-            ds = ds_dropped;
+            multiplier.apply_in_place(&mut ds);
         }
         let real = &inputs.real[unit / dims.heads * seq..][..seq];
         softmax_gradient_rows_widest(p, &mut ds, seq, real);
@@ -237,7 +243,7 @@ pub(super) fn backward(dims: Heads, inputs: &Operands, probabilities: &[f32], gr
 }
 
 /// Each `len`-long row of scores → its softmax, in place, the keys where `real` is 0 first set
-/// to `f32::MIN`. The same arithmetic as the standalone softmax kernel.
+/// to `f32::MIN` (as the written-out form's mask does).
 #[inline(always)]
 pub(super) fn softmax_rows(scores: &mut [f32], len: usize, real: &[f32]) {
     for row in scores.chunks_exact_mut(len) {
