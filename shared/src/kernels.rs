@@ -104,13 +104,13 @@ pub trait FusedKernels: Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// Multi-head self-attention ([`attention`]'s flex route): the context `[batch, seq,
+    /// Multi-head self-attention ([`attention`]'s flex route): the context `[batch, queries,
     /// hidden]`. No default body: other devices take the written-out form before reaching
     /// the extension.
     fn attention_fused(#[extension_type] input: AttentionInput<Self>) -> FloatTensor<Self>;
 
     /// [`FusedKernels::attention_fused`], and the probabilities before dropout `[batch, heads,
-    /// seq, seq]` for the backward pass.
+    /// queries, seq]` for the backward pass.
     fn attention_fused_probabilities(
         #[extension_type] input: AttentionInput<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
@@ -121,13 +121,15 @@ pub trait FusedKernels: Backend {
         probabilities: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
 }
 
-/// What multi-head self-attention reads: q, k, v `[batch, seq, hidden]` with `heads` heads side
-/// by side in the last dimension; `real` `[batch, seq]`, 1 for a token and 0 for padding; and
-/// `dropout`, the multiplier on the probabilities: one per probability (`[batch, heads, seq,
-/// seq]`, the mask scaled by 1/keep) or one for all (a single value, 1 without dropout: burn's
-/// extensions take no optional tensors).
+/// What multi-head self-attention reads: q `[batch, queries, hidden]` (the first `queries`
+/// positions' queries), k and v `[batch, seq, hidden]`, with `heads` heads side by side in the
+/// last dimension; `real` `[batch, seq]`, 1 for a token and 0 for padding; and `dropout`, the
+/// multiplier on the probabilities: one per probability (`[batch, heads, queries, seq]`, the
+/// mask scaled by 1/keep) or one for all (a single value, 1 without dropout: burn's extensions
+/// take no optional tensors).
 #[derive(ExtensionType, Clone, Debug)]
 pub struct AttentionInput<B: Backend> {
     pub q: FloatTensor<B>,
@@ -192,12 +194,13 @@ pub fn layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>)
     }
 }
 
-/// Multi-head self-attention: the context `[batch, seq, hidden]` from the projected q, k and v
-/// (`[batch, seq, hidden]`, `heads` heads side by side), each head softmax(q·kᵀ/√(head size))·v
-/// with the padded keys masked (`real`: `[batch, seq]`, true for a token) and `dropout` (the
-/// scaled mask on the probabilities, `[batch, heads, seq, seq]`) applied to the probabilities.
-/// On flex one fused operation (the `attention` module says how); elsewhere burn's operations
-/// written out.
+/// Multi-head self-attention: the context `[batch, queries, hidden]` from the projected q
+/// (`[batch, queries, hidden]`, the first `queries` positions' queries: all of them, or only
+/// [CLS] in a classifier's last layer), k and v (`[batch, seq, hidden]`), `heads` heads side by
+/// side, each head softmax(q·kᵀ/√(head size))·v with the padded keys masked (`real`: `[batch,
+/// seq]`, true for a token) and `dropout` (the scaled mask on the probabilities, `[batch, heads,
+/// queries, seq]`) applied to the probabilities. On flex one fused operation (the `attention`
+/// module says how); elsewhere burn's operations written out.
 pub fn attention(
     q: Tensor<3>,
     k: Tensor<3>,
@@ -206,14 +209,16 @@ pub fn attention(
     real: Option<&Tensor<2, Bool>>,
     dropout: Option<Tensor<4>>,
 ) -> Tensor<3> {
-    let dims = q.dims();
+    let [batch, _, hidden] = q.dims();
+    let seq = k.dims()[1];
     let f32s = [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32);
-    let fits = f32s && heads > 0 && dims[2].is_multiple_of(heads) && k.dims() == dims && v.dims() == dims;
+    let fits =
+        f32s && heads > 0 && hidden.is_multiple_of(heads) && k.dims() == [batch, seq, hidden] && v.dims() == k.dims();
     let device = q.device();
     if fits && on_flex(&device) {
         let real = match real {
             Some(real) => real.clone().float(),
-            None => Tensor::ones([dims[0], dims[1]], &device),
+            None => Tensor::ones([batch, seq], &device),
         };
         let dropout = dropout.unwrap_or_else(|| Tensor::ones([1, 1, 1, 1], &device));
         let input = AttentionInput {
@@ -239,15 +244,16 @@ fn attention_written_out(
     real: Option<&Tensor<2, Bool>>,
     dropout: Option<Tensor<4>>,
 ) -> Tensor<3> {
-    let [batch, seq, hidden] = q.dims();
-    let split = |t: Tensor<3>| t.reshape([batch, seq, heads, hidden / heads]).swap_dims(1, 2);
-    let (q, k, v) = (split(q), split(k), split(v));
-    // [batch, heads, seq_q, seq_k], true where the key is padding.
+    let [batch, queries, hidden] = q.dims();
+    let seq = k.dims()[1];
+    let split = |t: Tensor<3>, rows| t.reshape([batch, rows, heads, hidden / heads]).swap_dims(1, 2);
+    let (q, k, v) = (split(q, queries), split(k, seq), split(v, seq));
+    // [batch, heads, queries, seq], true where the key is padding.
     let padded = real.map(|r| {
         r.clone()
             .bool_not()
             .reshape([batch, 1, 1, seq])
-            .expand([batch, heads, seq, seq])
+            .expand([batch, heads, queries, seq])
     });
     let context = if q.is_autodiff() || dropout.is_some() {
         // Written out so that dropout applies; burn's autodiff would decompose its fused
@@ -266,7 +272,7 @@ fn attention_written_out(
     } else {
         burn::tensor::module::attention(q, k, v, padded, None, AttentionModuleOptions::default())
     };
-    context.swap_dims(1, 2).reshape([batch, seq, hidden])
+    context.swap_dims(1, 2).reshape([batch, queries, hidden])
 }
 
 /// A contiguous f32 tensor's values.
@@ -419,7 +425,7 @@ impl FusedKernels for Flex {
         let (input, dims, shape) = attention_contiguous(input);
         let (context, probabilities) = attention::forward(dims, &attention_values(&input), true);
         let probabilities = probabilities.unwrap_or_default();
-        let block_shape = [dims.batch, dims.heads, dims.seq, dims.seq];
+        let block_shape = [dims.batch, dims.heads, dims.queries, dims.seq];
         (
             FloatTensor::<Self>::from_data(TensorData::new(context, shape)),
             FloatTensor::<Self>::from_data(TensorData::new(probabilities, block_shape)),
@@ -431,29 +437,39 @@ impl FusedKernels for Flex {
         probabilities: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (input, dims, shape) = attention_contiguous(input);
+        let (input, dims, q_shape) = attention_contiguous(input);
+        let kv_shape = input.k.layout().shape().clone();
         let (probabilities, grad) = (probabilities.to_contiguous(), grad.to_contiguous());
         let [dq, dk, dv] = attention::backward(dims, &attention_values(&input), values(&probabilities), values(&grad));
-        let tensor = |data: Vec<f32>| FloatTensor::<Self>::from_data(TensorData::new(data, shape.clone()));
-        (tensor(dq), tensor(dk), tensor(dv))
+        let tensor =
+            |data: Vec<f32>, shape: &Shape| FloatTensor::<Self>::from_data(TensorData::new(data, shape.clone()));
+        (tensor(dq, &q_shape), tensor(dk, &kv_shape), tensor(dv, &kv_shape))
     }
+
 }
 
-/// The attention operation's inputs made contiguous, its dimensions and q's shape. The public
-/// [`attention`] checks what the assertions state before choosing this route.
+/// The attention operation's inputs made contiguous, its dimensions and q's shape (the
+/// context's). The public [`attention`] checks what the assertions state before choosing this
+/// route.
 fn attention_contiguous(input: AttentionInput<Flex>) -> (AttentionInput<Flex>, attention::Heads, Shape) {
     let shape = input.q.layout().shape().clone();
-    for (name, t) in [("k", &input.k), ("v", &input.v)] {
-        assert_eq!(t.layout().shape(), &shape, "attention: {name}'s shape differs from q's");
-    }
+    let kv_shape = input.k.layout().shape().clone();
     let heads = input.heads;
     assert!(
         shape.num_dims() == 3 && heads > 0 && shape[2].is_multiple_of(heads),
         "attention: q is {shape:?} with {heads} heads"
     );
+    assert!(
+        kv_shape.num_dims() == 3
+            && [kv_shape[0], kv_shape[2]] == [shape[0], shape[2]]
+            && input.v.layout().shape() == &kv_shape,
+        "attention: q is {shape:?}, k {kv_shape:?}, v {:?}",
+        input.v.layout().shape()
+    );
     let dims = attention::Heads {
         batch: shape[0],
-        seq: shape[1],
+        queries: shape[1],
+        seq: kv_shape[1],
         heads,
         head: shape[2] / heads,
     };
@@ -1057,6 +1073,7 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
         let constant = FloatTensor::<Self>::new;
         (constant(dq), constant(dk), constant(dv))
     }
+
 }
 
 /// The attention input's inner tensors, outside the autodiff graph.
@@ -1437,27 +1454,34 @@ mod tests {
     /// The fused attention against the same attention in burn's operations, on flex: the
     /// context, and the gradients of q, k and v, with texts fully real, partly padded and
     /// entirely padded (uniform probabilities, no gradient through the scores), with and
-    /// without a dropout mask, with autodiff and without; and enough (text, head) units for
-    /// several threads.
+    /// without a dropout mask, with autodiff and without, for every position's queries and for
+    /// the first ones only; and enough (text, head) units for several threads.
     #[test]
     fn the_fused_attention_and_its_gradients_match_burns_operations() {
         let close = |a: &[f32], b: &[f32], what: &str| assert_close(a, b, 2e-5, what);
         let calls = || FUSED_ATTENTION_CALLS.with(|calls| calls.get());
-        for (batch, seq, heads, head) in [(3, 7, 3, 4), (4, 33, 4, 8), (2, 5, 1, 6)] {
+        for (batch, queries, seq, heads, head) in [
+            (3, 7, 7, 3, 4),
+            (4, 33, 33, 4, 8),
+            (2, 5, 5, 1, 6),
+            (4, 1, 33, 4, 8),
+            (3, 2, 7, 3, 4),
+        ] {
             let hidden = heads * head;
             let device = Device::flex().autodiff();
             let lengths: Vec<usize> = (0..batch).map(|i| [seq, seq - 3, 0, 1][i % 4]).collect();
             let real: Vec<bool> = lengths.iter().flat_map(|&n| (0..seq).map(move |j| j < n)).collect();
             let real = Tensor::<2, Bool>::from_data(TensorData::new(real, [batch, seq]), &device);
             let mut rng = crate::rng::SplitMix64::new(7);
-            let mask: Vec<f32> = (0..batch * heads * seq * seq)
+            let mask: Vec<f32> = (0..batch * heads * queries * seq)
                 .map(|_| if rng.unit() < 0.8 { 1.25 } else { 0.0 })
                 .collect();
-            let mask = Tensor::<4>::from_data(TensorData::new(mask, [batch, heads, seq, seq]), &device);
-            let upstream = random([batch, seq, hidden], 4, &device);
+            let mask = Tensor::<4>::from_data(TensorData::new(mask, [batch, heads, queries, seq]), &device);
+            let upstream = random([batch, queries, hidden], 4, &device);
+            let shapes = [queries, seq, seq].map(|rows| [batch, rows, hidden]);
             let mut written_out_context = Vec::new();
             for dropout in [None, Some(mask)] {
-                let inputs = [1, 2, 3].map(|seed| random([batch, seq, hidden], seed, &device).require_grad());
+                let inputs = [1, 2, 3].map(|seed| random(shapes[seed - 1], seed as u64, &device).require_grad());
                 let run = |fused: bool| {
                     let [q, k, v] = inputs.clone();
                     let op = if fused { attention } else { attention_written_out };
@@ -1469,7 +1493,7 @@ mod tests {
                 let before = calls();
                 let (ours, burns) = (run(true), run(false));
                 assert_eq!(calls(), before + 1, "the fused attention did not run");
-                let what = format!("{batch}×{seq}, {heads} heads, dropout {}", dropout.is_some());
+                let what = format!("{batch}×{queries}×{seq}, {heads} heads, dropout {}", dropout.is_some());
                 if dropout.is_none() {
                     written_out_context = burns.0.clone();
                 }
@@ -1481,7 +1505,7 @@ mod tests {
                     // An entirely padded text attends uniformly: its context rows are v's mean.
                     let text = lengths.iter().position(|&n| n == 0).expect("a padded text");
                     let v = values(inputs[2].clone().inner());
-                    for (i, &c) in ours.0[text * seq * hidden..][..hidden].iter().enumerate() {
+                    for (i, &c) in ours.0[text * queries * hidden..][..hidden].iter().enumerate() {
                         let mean = (0..seq).map(|j| v[(text * seq + j) * hidden + i]).sum::<f32>() / seq as f32;
                         if dropout.is_none() {
                             assert!((c - mean).abs() < 1e-5, "uniform attention: {c} against {mean}");
@@ -1492,7 +1516,7 @@ mod tests {
             // Without autodiff (evaluation and the forward benchmark), against the written-out
             // form with autodiff: burn's own fused attention, which the written-out form uses
             // without autodiff, gives an entirely padded text zeros instead of v's mean.
-            let [q, k, v] = [1, 2, 3].map(|seed| random([batch, seq, hidden], seed, &device).inner());
+            let [q, k, v] = [1, 2, 3].map(|seed| random(shapes[seed - 1], seed as u64, &device).inner());
             let before = calls();
             let ours = attention(q, k, v, heads, Some(&real.clone().inner()), None);
             assert_eq!(calls(), before + 1, "the fused attention did not run");

@@ -136,81 +136,115 @@ pub fn with_dropout_stream<R>(seed: u64, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// A dropout mask of `n` values: `1 / keep` with probability `keep`, else 0. Each 64-bit draw
-/// gives two 32-bit uniforms (low half first); a value is kept when its uniform is below
+/// A dropout mask: `1 / keep` with probability `keep`, else 0, for the first `kept` of every
+/// `block` values of an `n`-value tensor (all of them when `kept == block`), as drawing the
+/// whole tensor's mask would give them: the stream moves past all `n`. Each 64-bit draw gives
+/// two 32-bit uniforms (low half first); a value is kept when its uniform is below
 /// keep · 2³². Filled on rayon's threads natively, each chunk from its own draws
-/// ([`SplitMix64::peek`]): the same mask as drawing in order, which attention's dropout
-/// (a value per attention probability) made a visible part of a training step.
-fn dropout_mask(n: usize, keep: f64, rng: &mut SplitMix64) -> Vec<f32> {
+/// ([`SplitMix64::peek`]), which attention's dropout (a value per attention probability) made
+/// a visible part of a training step.
+fn dropout_mask(n: usize, block: usize, kept: usize, keep: f64, rng: &mut SplitMix64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0) as u64;
     let scale = (1.0 / keep) as f32;
-    // Even, so that a chunk starts at the low half of a draw.
-    const CHUNK: usize = 1 << 15;
     let stream = rng.clone();
-    let fill = |(chunk, values): (usize, &mut [f32])| {
-        let first_draw = (chunk * CHUNK / 2) as u64;
-        for (i, pair) in values.chunks_mut(2).enumerate() {
-            let draw = stream.peek(first_draw + i as u64);
-            for (value, uniform) in pair.iter_mut().zip([draw & 0xFFFF_FFFF, draw >> 32]) {
-                *value = if uniform < threshold { scale } else { 0.0 };
+    // `values` are the mask at positions `position..` of the whole tensor.
+    let fill = |position: usize, values: &mut [f32]| {
+        let mut draw = stream.peek((position / 2) as u64);
+        for (p, value) in (position..).zip(values.iter_mut()) {
+            if p % 2 == 0 {
+                draw = stream.peek((p / 2) as u64);
             }
+            let uniform = if p % 2 == 0 { draw & 0xFFFF_FFFF } else { draw >> 32 };
+            *value = if uniform < threshold { scale } else { 0.0 };
         }
     };
-    let mut mask = vec![0f32; n];
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        mask.par_chunks_mut(CHUNK).enumerate().for_each(fill);
+    let blocks = n.checked_div(block).unwrap_or(0);
+    let mut mask = vec![0f32; blocks * kept];
+    if kept > 0 {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            const CHUNK: usize = 1 << 15;
+            mask.par_chunks_mut(kept).enumerate().for_each(|(b, run)| {
+                run.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(c, values)| fill(b * block + c * CHUNK, values))
+            });
+        }
+        #[cfg(target_arch = "wasm32")]
+        mask.chunks_mut(kept)
+            .enumerate()
+            .for_each(|(b, run)| fill(b * block, run));
     }
-    #[cfg(target_arch = "wasm32")]
-    mask.chunks_mut(CHUNK).enumerate().for_each(fill);
     rng.skip(n.div_ceil(2) as u64);
     mask
 }
 
-/// `layer`'s dropout as a multiplier of `shape`: `None` unless training on an autodiff device
-/// with p > 0; else zero with probability p and 1/(1−p) otherwise (burn's rule), drawn from
-/// this thread's dropout stream ([`with_dropout_stream`]) or, without one, the device's
-/// generator.
-fn dropout_multiplier<const D: usize>(layer: &Dropout, shape: Shape, device: &Device) -> Option<Tensor<D>> {
+/// `layer`'s dropout as a multiplier for the first `rows` rows (dimension D − 2) of a tensor of
+/// `shape`, as drawn for the whole of it (a classifier's last layer keeps only [CLS]'s row and
+/// draws the masks it always drew): `None` unless training on an autodiff device with p > 0;
+/// else zero with probability p and 1/(1−p) otherwise (burn's rule), drawn from this thread's
+/// dropout stream ([`with_dropout_stream`]) or, without one, the device's generator.
+fn dropout_multiplier<const D: usize>(
+    layer: &Dropout,
+    shape: Shape,
+    rows: usize,
+    device: &Device,
+) -> Option<Tensor<D>> {
     if !(layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0) {
         return None;
     }
     let keep = 1.0 - layer.prob;
+    let (n, width) = (shape.num_elements(), shape[D - 1]);
+    let (block, kept) = (shape[D - 2] * width, rows * width);
+    let mut kept_shape = shape.clone();
+    kept_shape[D - 2] = rows;
     let streamed = DROPOUT_STREAM.with(|s| {
         let mut stream = s.borrow_mut();
-        stream.as_mut().map(|rng| dropout_mask(shape.num_elements(), keep, rng))
+        stream.as_mut().map(|rng| dropout_mask(n, block, kept, keep, rng))
     });
     Some(match streamed {
-        Some(mask) => Tensor::from_data(TensorData::new(mask, shape), device),
-        None => Tensor::random(shape, Distribution::Bernoulli(keep), device).mul_scalar(1.0 / keep),
+        Some(mask) => Tensor::from_data(TensorData::new(mask, kept_shape), device),
+        None => Tensor::random(shape, Distribution::Bernoulli(keep), device)
+            .narrow(D - 2, 0, rows)
+            .mul_scalar(1.0 / keep),
     })
 }
 
-/// `x` through `layer`'s dropout ([`dropout_multiplier`]).
-fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
-    match dropout_multiplier(layer, x.shape(), &x.device()) {
+/// `x` through `layer`'s dropout, its mask drawn as for `full_rows` rows (dimension D − 2) of
+/// which `x` holds the first ([`dropout_multiplier`]).
+fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>, full_rows: usize) -> Tensor<D> {
+    let mut shape = x.shape();
+    let rows = shape[D - 2];
+    shape[D - 2] = full_rows;
+    match dropout_multiplier(layer, shape, rows, &x.device()) {
         Some(mask) => x * mask,
         None => x,
     }
 }
 
 impl EncoderLayer {
+    /// The layer's output `[batch, seq, hidden]`, or with `first_only` the first position's
+    /// alone, `[batch, 1, hidden]`: every position's keys and values, but only [CLS]'s query,
+    /// attention output, feed-forward and norms. A classifier's last layer needs no more (its
+    /// head reads [CLS]), and skipping the rest skips most of that layer's work, forward and
+    /// backward, with the outputs and dropout masks of the whole layer's first row.
     /// `epsilon`: the layer norms' (the model's config has it; burn's `LayerNorm` keeps it
     /// private).
-    fn forward(&self, x: Tensor<3>, real: Option<&PaddingMask>, epsilon: f64) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, real: Option<&PaddingMask>, epsilon: f64, first_only: bool) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let heads = self.num_heads;
-        let q = linear(&self.query, x.clone());
         let k = linear(&self.key, x.clone());
         let v = linear(&self.value, x.clone());
+        let (x, rows) = if first_only { (x.narrow(1, 0, 1), 1) } else { (x, seq) };
+        let q = linear(&self.query, x.clone());
         let shape = Shape::new([batch, heads, seq, seq]);
-        let attention_dropout = dropout_multiplier(&self.attention_dropout, shape, &x.device());
+        let attention_dropout = dropout_multiplier(&self.attention_dropout, shape, rows, &x.device());
         let context = attention(q, k, v, heads, real, attention_dropout);
-        let attended = dropout(&self.dropout, linear(&self.attention_output, context));
+        let attended = dropout(&self.dropout, linear(&self.attention_output, context), seq);
         let x = layer_norm(&self.attention_norm, epsilon, attended + x);
         let ff = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
-        layer_norm(&self.output_norm, epsilon, dropout(&self.dropout, ff) + x)
+        layer_norm(&self.output_norm, epsilon, dropout(&self.dropout, ff, seq) + x)
     }
 }
 
@@ -233,8 +267,15 @@ impl EncoderClassifier {
     }
 
     /// Logits from word embeddings (`inputs_embeds` in transformers): positions, token types
-    /// (all 0) and the embedding LayerNorm are added here.
+    /// (all 0) and the embedding LayerNorm are added here. The last layer computes [CLS]'s
+    /// row alone ([`EncoderLayer::forward`]).
     pub fn forward_embeds(&self, words: Tensor<3>, mask: Option<PaddingMask>) -> Tensor<2> {
+        self.logits(words, mask, false)
+    }
+
+    /// [`EncoderClassifier::forward_embeds`], the last layer computing every row when
+    /// `every_row` (what the tests compare the [CLS]-only layer with).
+    fn logits(&self, words: Tensor<3>, mask: Option<PaddingMask>, every_row: bool) -> Tensor<2> {
         let [batch, seq, hidden] = words.dims();
         let emb = &self.embeddings;
         let positions = emb
@@ -248,17 +289,18 @@ impl EncoderClassifier {
             x = x + types.weight.val().narrow(0, 0, 1).reshape([1, 1, hidden]);
         }
         let epsilon = self.config.layer_norm_eps;
-        let mut x = dropout(&emb.dropout, layer_norm(&emb.layer_norm, epsilon, x));
-        for layer in &self.layers {
-            x = layer.forward(x, mask.as_ref(), epsilon);
+        let mut x = dropout(&emb.dropout, layer_norm(&emb.layer_norm, epsilon, x), seq);
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, mask.as_ref(), epsilon, i == last && !every_row);
         }
-        let cls = x.slice([0..batch, 0..1]).reshape([batch, hidden]);
+        let cls = x.narrow(1, 0, 1).reshape([batch, hidden]);
         let pooled = linear(&self.pooler, cls);
         let pooled = match self.config.architecture {
             Architecture::Bert => tanh(pooled),
             Architecture::DistilBert => relu(pooled),
         };
-        linear(&self.classifier, dropout(&self.classifier_dropout, pooled))
+        linear(&self.classifier, dropout(&self.classifier_dropout, pooled, batch))
     }
 }
 
@@ -325,13 +367,25 @@ mod tests {
     #[test]
     fn dropout_streams_draw_scaled_masks_of_the_right_rate() {
         let mut rng = SplitMix64::new(3);
-        let mask = dropout_mask(100_001, 0.9, &mut rng);
+        let mask = dropout_mask(100_001, 100_001, 100_001, 0.9, &mut rng);
         assert_eq!(mask.len(), 100_001);
         let scale = (1.0 / 0.9) as f32;
         assert!(mask.iter().all(|&m| m == 0.0 || m == scale));
         let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / mask.len() as f64;
         assert!((kept - 0.9).abs() < 0.005, "kept {kept}");
-        assert_eq!(dropout_mask(1000, 0.9, &mut SplitMix64::new(3)), mask[..1000]);
+        assert_eq!(
+            dropout_mask(1000, 1000, 1000, 0.9, &mut SplitMix64::new(3)),
+            mask[..1000]
+        );
+        // The first 7 (odd: a run may start at a draw's high half) of every 13 values, as the
+        // whole mask has them; the stream moves past the whole mask.
+        let mut partial_rng = SplitMix64::new(3);
+        let partial = dropout_mask(100_001 / 13 * 13, 13, 7, 0.9, &mut partial_rng);
+        let expected: Vec<f32> = mask.chunks_exact(13).flat_map(|block| block[..7].to_vec()).collect();
+        assert_eq!(partial, expected);
+        let mut whole_rng = SplitMix64::new(3);
+        whole_rng.skip((100_001usize / 13 * 13).div_ceil(2) as u64);
+        assert_eq!(partial_rng.next_u64(), whole_rng.next_u64());
         // Several chunks on several threads give what drawing in order gives, and leave the
         // stream where drawing would.
         let mut in_order = SplitMix64::new(3);
@@ -374,6 +428,61 @@ mod tests {
             pollster::block_on(read_f32(valid.forward(ids().inner(), None))).unwrap()
         });
         assert_eq!(plain, streamed, "no dropout outside training");
+    }
+
+    /// The last layer computing [CLS]'s row alone gives the logits, and the gradients of the
+    /// word embeddings and of the weights, of computing every row: in training (dropout masks
+    /// from a stream), with padding, and in evaluation without autodiff.
+    #[test]
+    fn the_cls_only_last_layer_gives_the_whole_layers_results() {
+        let mut config = ModelConfig::bert(2, 16, 4, 32);
+        config.vocab_size = 30;
+        config.max_position_embeddings = 12;
+        config.hidden_dropout = 0.2;
+        config.attention_dropout = 0.3;
+        let autodiff = Device::flex().autodiff();
+        let model = config.init(&Device::flex()).to_device(&autodiff).train();
+        let ids = Tensor::<2, Int>::from_data([[1, 5, 6, 7, 2, 0, 0], [1, 8, 9, 10, 11, 12, 2]], &autodiff);
+        let real = ids.clone().not_equal_elem(0);
+        let words = model.word_embeddings(ids.clone()).detach().require_grad();
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{what}: {x} against {y}");
+            }
+        };
+        let read = |t: Tensor<2>| pollster::block_on(read_f32(t)).unwrap();
+        let run = |every_row: bool| {
+            with_dropout_stream(9, || {
+                let logits = model.logits(words.clone(), Some(real.clone()), every_row);
+                let grads = logits.clone().sum().backward();
+                let word_grad = words.grad(&grads).expect("the words' gradient");
+                let last = &model.layers[1];
+                let key_grad = last.key.weight.grad(&grads).expect("the last keys' gradient");
+                let query_grad = last.query.weight.grad(&grads).expect("the last queries' gradient");
+                let first_grad = model.layers[0].value.weight.grad(&grads).expect("a gradient");
+                (
+                    read(logits.inner()),
+                    pollster::block_on(read_f32(word_grad)).unwrap(),
+                    [key_grad, query_grad, first_grad].map(&read),
+                )
+            })
+        };
+        let (cls_only, every_row) = (run(false), run(true));
+        close(&cls_only.0, &every_row.0, "logits in training");
+        assert!(cls_only.0.iter().all(|l| l.is_finite()));
+        close(&cls_only.1, &every_row.1, "the words' gradient");
+        for (name, (a, b)) in ["last keys", "last queries", "first values"]
+            .iter()
+            .zip(cls_only.2.iter().zip(&every_row.2))
+        {
+            assert!(b.iter().any(|&g| g != 0.0), "{name}: no gradient to compare");
+            close(a, b, &format!("{name}' weight gradient"));
+        }
+        let valid = model.valid();
+        let plain = |every_row| read(valid.logits(words.clone().inner(), Some(real.clone().inner()), every_row));
+        close(&plain(false), &plain(true), "logits in evaluation");
+        assert_ne!(plain(false), cls_only.0, "dropout made no difference in training");
     }
 
     #[test]

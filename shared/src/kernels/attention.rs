@@ -1,4 +1,5 @@
-//! Multi-head self-attention in one operation on flex, forward and backward.
+//! Multi-head self-attention in one operation on flex, forward and backward, for every position
+//! or for the first few only (a classifier's last layer: its head reads [CLS] alone).
 //!
 //! Written out in burn's operations, attention splits q, k and v into heads (a copy each),
 //! scales q (a pass), multiplies each head's q·kᵀ as a separate small product whose output
@@ -17,11 +18,13 @@
 
 use super::{MatrixView, Shared, exp_nonpositive, for_each_unit, gemm_into, lane_dot, lane_max, lane_sum};
 
-/// The shapes of one attention operation: `batch` texts of `seq` positions, `heads` heads of
-/// `head` values each (hidden = heads·head).
+/// The shapes of one attention operation: `batch` texts of `seq` positions (keys and values),
+/// of which the first `queries` ask (all of them, or only [CLS] in a classifier's last layer),
+/// `heads` heads of `head` values each (hidden = heads·head).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Heads {
     pub batch: usize,
+    pub queries: usize,
     pub seq: usize,
     pub heads: usize,
     pub head: usize,
@@ -36,10 +39,16 @@ impl Heads {
         self.batch * self.heads
     }
 
-    /// Where unit `u`'s head starts in a `[batch, seq, hidden]` buffer.
-    fn offset(&self, unit: usize) -> usize {
+    /// One unit's probabilities, `queries × seq`.
+    pub fn block(&self) -> usize {
+        self.queries * self.seq
+    }
+
+    /// Where unit `unit`'s head starts in a `[batch, rows, hidden]` buffer: q and the context
+    /// have `queries` rows a text, k and v `seq`.
+    fn offset(&self, unit: usize, rows: usize) -> usize {
         let (text, head) = (unit / self.heads, unit % self.heads);
-        text * self.seq * self.hidden() + head * self.head
+        text * rows * self.hidden() + head * self.head
     }
 
     /// The scores' scale, 1/√(head size).
@@ -48,8 +57,9 @@ impl Heads {
     }
 }
 
-/// The inputs both passes read: q, k, v `[batch, seq, hidden]`, which positions are real
-/// (`[batch, seq]`, 1 or 0) and the multiplier on the probabilities, all contiguous.
+/// The inputs both passes read: q `[batch, queries, hidden]`, k and v `[batch, seq, hidden]`,
+/// which positions are real (`[batch, seq]`, 1 or 0) and the multiplier on the
+/// probabilities, all contiguous.
 pub(super) struct Operands<'a> {
     pub q: &'a [f32],
     pub k: &'a [f32],
@@ -61,7 +71,8 @@ pub(super) struct Operands<'a> {
 /// What multiplies the probabilities before they weigh v.
 #[derive(Clone, Copy)]
 pub(super) enum Dropout<'a> {
-    /// One value per probability (`[batch, heads, seq, seq]`): a dropout mask scaled by 1/keep.
+    /// One value per probability (`[batch, heads, queries, seq]`): a dropout mask scaled by
+    /// 1/keep.
     Each(&'a [f32]),
     /// One value for all (1 without dropout).
     All(f32),
@@ -122,18 +133,18 @@ unsafe fn product(
     unsafe { gemm_into(mnk, (dst, row_stride), false, (lhs, rhs), beta, gemm::Parallelism::None) }
 }
 
-/// The context `[batch, seq, hidden]`, and the probabilities `[batch, heads, seq, seq]` (before
-/// dropout) when `keep_probabilities` (the backward pass needs them).
+/// The context `[batch, queries, hidden]`, and the probabilities `[batch, heads, queries, seq]`
+/// (before dropout) when `keep_probabilities` (the backward pass needs them).
 pub(super) fn forward(dims: Heads, inputs: &Operands, keep_probabilities: bool) -> (Vec<f32>, Option<Vec<f32>>) {
-    let Heads { seq, head, .. } = dims;
-    let (hidden, block) = (dims.hidden(), seq * seq);
-    let mut context = Vec::<f32>::with_capacity(dims.batch * seq * hidden);
+    let Heads { queries, seq, head, .. } = dims;
+    let (hidden, block) = (dims.hidden(), dims.block());
+    let mut context = Vec::<f32>::with_capacity(dims.batch * queries * hidden);
     let mut kept = keep_probabilities.then(|| Vec::<f32>::with_capacity(dims.units() * block));
     let context_out = Shared(context.as_mut_ptr());
     let kept_out = kept.as_mut().map(|p| Shared(p.as_mut_ptr()));
     for_each_unit(dims.units(), |unit| {
         let (context_out, kept_out) = (&context_out, &kept_out);
-        let offset = dims.offset(unit);
+        let (q_offset, kv_offset) = (dims.offset(unit, queries), dims.offset(unit, seq));
         let mut own = Vec::new();
         let probabilities: &mut [f32] = match kept_out {
             // SAFETY: unit `unit` alone writes this block of the kept probabilities.
@@ -145,11 +156,20 @@ pub(super) fn forward(dims: Heads, inputs: &Operands, keep_probabilities: bool) 
                 &mut own
             }
         };
-        let q = MatrixView::at(inputs.q, offset, hidden, false);
-        let k_t = MatrixView::at(inputs.k, offset, hidden, true);
-        // SAFETY: q and kᵀ address this unit's head (`seq × head` and `head × seq`); the
-        // block is `seq × seq`, this unit's own.
-        unsafe { product((seq, seq, head), probabilities.as_mut_ptr(), seq, q, k_t, dims.scale()) };
+        let q = MatrixView::at(inputs.q, q_offset, hidden, false);
+        let k_t = MatrixView::at(inputs.k, kv_offset, hidden, true);
+        // SAFETY: q and kᵀ address this unit's head (`queries × head` and `head × seq`); the
+        // block is `queries × seq`, this unit's own.
+        unsafe {
+            product(
+                (queries, seq, head),
+                probabilities.as_mut_ptr(),
+                seq,
+                q,
+                k_t,
+                dims.scale(),
+            )
+        };
         let real = &inputs.real[unit / dims.heads * seq..][..seq];
         softmax_rows_widest(probabilities, seq, real);
         let mut dropped = Vec::new();
@@ -160,13 +180,13 @@ pub(super) fn forward(dims: Heads, inputs: &Operands, keep_probabilities: bool) 
             }
             None => probabilities,
         };
-        let v = MatrixView::at(inputs.v, offset, hidden, false);
-        // SAFETY: the weights are `seq × seq`, v this unit's head; the destination is this
+        let v = MatrixView::at(inputs.v, kv_offset, hidden, false);
+        // SAFETY: the weights are `queries × seq`, v this unit's head; the destination is this
         // unit's head's columns of its text's rows, written by no other unit.
         unsafe {
-            let dst = context_out.0.add(offset);
+            let dst = context_out.0.add(q_offset);
             product(
-                (seq, head, seq),
+                (queries, head, seq),
                 dst,
                 hidden,
                 MatrixView::at(weights, 0, seq, false),
@@ -178,7 +198,7 @@ pub(super) fn forward(dims: Heads, inputs: &Operands, keep_probabilities: bool) 
     // SAFETY: the units together wrote every context value (each its head's columns of its
     // text) and, when kept, every probability block.
     unsafe {
-        context.set_len(dims.batch * seq * hidden);
+        context.set_len(dims.batch * queries * hidden);
         if let Some(p) = kept.as_mut() {
             p.set_len(dims.units() * block);
         }
@@ -186,20 +206,21 @@ pub(super) fn forward(dims: Heads, inputs: &Operands, keep_probabilities: bool) 
     (context, kept)
 }
 
-/// The gradients of q, k and v (each `[batch, seq, hidden]`) from the context's `grad`, with
-/// the forward pass's probabilities.
+/// The gradients of q (`[batch, queries, hidden]`), k and v (`[batch, seq, hidden]`) from the
+/// context's `grad`, with the forward pass's probabilities.
 pub(super) fn backward(dims: Heads, inputs: &Operands, probabilities: &[f32], grad: &[f32]) -> [Vec<f32>; 3] {
-    let Heads { seq, head, .. } = dims;
-    let (hidden, block, n) = (dims.hidden(), seq * seq, dims.batch * seq * dims.hidden());
-    let mut grads = [(); 3].map(|_| Vec::<f32>::with_capacity(n));
+    let Heads { queries, seq, head, .. } = dims;
+    let (hidden, block) = (dims.hidden(), dims.block());
+    let lengths = [queries, seq, seq].map(|rows| dims.batch * rows * hidden);
+    let mut grads = lengths.map(Vec::<f32>::with_capacity);
     let [dq, dk, dv] = grads.each_mut().map(|g| Shared(g.as_mut_ptr()));
     let scale = dims.scale();
     for_each_unit(dims.units(), |unit| {
         let (dq, dk, dv) = (&dq, &dk, &dv);
-        let offset = dims.offset(unit);
+        let (q_offset, kv_offset) = (dims.offset(unit, queries), dims.offset(unit, seq));
         let p = &probabilities[unit * block..][..block];
         let multiplier = inputs.dropout.block(unit, block);
-        let d_out = MatrixView::at(grad, offset, hidden, false);
+        let d_out = MatrixView::at(grad, q_offset, hidden, false);
         let mut dropped = Vec::new();
         let weights: &[f32] = match multiplier {
             Some(multiplier) => {
@@ -214,10 +235,10 @@ pub(super) fn backward(dims: Heads, inputs: &Operands, probabilities: &[f32], gr
         unsafe {
             // dV = P′ᵀ·dO.
             let p_t = MatrixView::at(weights, 0, seq, true);
-            product((seq, head, seq), dv.0.add(offset), hidden, p_t, d_out, 1.0);
+            product((seq, head, queries), dv.0.add(kv_offset), hidden, p_t, d_out, 1.0);
             // dP′ = dO·Vᵀ, every value written.
-            let v_t = MatrixView::at(inputs.v, offset, hidden, true);
-            product((seq, seq, head), ds.as_mut_ptr(), seq, d_out, v_t, 1.0);
+            let v_t = MatrixView::at(inputs.v, kv_offset, hidden, true);
+            product((queries, seq, head), ds.as_mut_ptr(), seq, d_out, v_t, 1.0);
             ds.set_len(block);
         }
         if let Some(multiplier) = multiplier {
@@ -226,17 +247,17 @@ pub(super) fn backward(dims: Heads, inputs: &Operands, probabilities: &[f32], gr
         }
         let real = &inputs.real[unit / dims.heads * seq..][..seq];
         softmax_gradient_rows_widest(p, &mut ds, seq, real);
-        // SAFETY: as above; dS is this unit's `seq × seq` scratch block.
+        // SAFETY: as above; dS is this unit's `queries × seq` scratch block.
         unsafe {
-            let k = MatrixView::at(inputs.k, offset, hidden, false);
-            let q = MatrixView::at(inputs.q, offset, hidden, false);
+            let k = MatrixView::at(inputs.k, kv_offset, hidden, false);
+            let q = MatrixView::at(inputs.q, q_offset, hidden, false);
             let (ds, ds_t) = (MatrixView::at(&ds, 0, seq, false), MatrixView::at(&ds, 0, seq, true));
-            product((seq, head, seq), dq.0.add(offset), hidden, ds, k, scale);
-            product((seq, head, seq), dk.0.add(offset), hidden, ds_t, q, scale);
+            product((queries, head, seq), dq.0.add(q_offset), hidden, ds, k, scale);
+            product((seq, head, queries), dk.0.add(kv_offset), hidden, ds_t, q, scale);
         }
     });
     // SAFETY: the units together wrote every value of the three gradients.
-    for g in &mut grads {
+    for (g, n) in grads.iter_mut().zip(lengths) {
         unsafe { g.set_len(n) };
     }
     grads
