@@ -122,6 +122,16 @@ pub trait FusedKernels: Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    /// One AdamW step of one parameter ([`adamw_step`]'s flex route): the parameter and its
+    /// two moments after it. No default body: other devices use burn's `AdamW`
+    /// ([`adamw_fuses`]).
+    fn adamw_fused(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// What multi-head self-attention reads: q `[batch, queries, hidden]` (the first `queries`
@@ -273,6 +283,50 @@ fn attention_written_out(
         burn::tensor::module::attention(q, k, v, padded, None, AttentionModuleOptions::default())
     };
     context.swap_dims(1, 2).reshape([batch, queries, hidden])
+}
+
+/// Whether [`adamw_step`] takes this parameter and gradient: f32 tensors of one shape on flex,
+/// without autodiff (an optimizer's tensors). Elsewhere burn's `AdamW` is the way.
+pub fn adamw_fuses<const D: usize>(param: &Tensor<D>, grad: &Tensor<D>) -> bool {
+    let f32s = [param, grad]
+        .iter()
+        .all(|t| t.dtype() == DType::F32 && !t.is_autodiff());
+    f32s && param.shape() == grad.shape() && on_flex(&param.device())
+}
+
+/// One AdamW step of one parameter on flex: the parameter and its first and second moments
+/// after it (`moments`: before it, `None` at the first step), the gradient clipped by norm
+/// first when `step` says so. The update is burn's `AdamW`'s (with its clipping by norm), in
+/// one parallel pass that writes the buffers in place where this step holds them alone (the
+/// `adamw` module says how).
+///
+/// # Panics
+/// Unless [`adamw_fuses`] the parameter and gradient, and the moments are like them.
+pub fn adamw_step<const D: usize>(
+    step: AdamWStep,
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moments: Option<[Tensor<D>; 2]>,
+) -> [Tensor<D>; 3] {
+    assert!(
+        adamw_fuses(&param, &grad),
+        "adamw_step: not f32 tensors of one shape on flex"
+    );
+    let [moment_1, moment_2] = moments.unwrap_or_else(|| [grad.zeros_like(), grad.zeros_like()]);
+    for moment in [&moment_1, &moment_2] {
+        assert!(
+            adamw_fuses(moment, &grad),
+            "adamw_step: a moment is not an f32 tensor of the gradient's shape on flex"
+        );
+    }
+    let (param, moment_1, moment_2) = <Dispatch as FusedKernels>::adamw_fused(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    [param, moment_1, moment_2].map(Tensor::from_dispatch)
 }
 
 /// A contiguous f32 tensor's values.
@@ -446,6 +500,45 @@ impl FusedKernels for Flex {
         (tensor(dq, &q_shape), tensor(dk, &kv_shape), tensor(dv, &kv_shape))
     }
 
+    fn adamw_fused(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[cfg(test)]
+        FUSED_ADAMW_CALLS.with(|calls| calls.set(calls.get() + 1));
+        let grad = grad.to_contiguous();
+        let [mut param, mut moment_1, mut moment_2] = [param, moment_1, moment_2].map(owned_contiguous);
+        adamw::step(
+            &step,
+            values_mut(&mut param),
+            values_mut(&mut moment_1),
+            values_mut(&mut moment_2),
+            values(&grad),
+        );
+        (param, moment_1, moment_2)
+    }
+}
+
+/// `tensor` contiguous and with a buffer of its own to write (copied when shared).
+fn owned_contiguous(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let mut tensor = tensor.to_contiguous();
+    if !tensor.is_unique() {
+        // `storage_mut` copies a shared buffer whole; a view's own values are enough.
+        tensor = FloatTensor::<Flex>::from_data(TensorData::new(
+            values(&tensor).to_vec(),
+            tensor.layout().shape().clone(),
+        ));
+    }
+    tensor
+}
+
+/// A contiguous f32 tensor's values, to write (copied first if the buffer is shared).
+fn values_mut(tensor: &mut FloatTensor<Flex>) -> &mut [f32] {
+    let (start, n) = (tensor.layout().start_offset(), tensor.layout().num_elements());
+    &mut tensor.storage_mut::<f32>()[start..][..n]
 }
 
 /// The attention operation's inputs made contiguous, its dimensions and q's shape (the
@@ -612,6 +705,8 @@ thread_local! {
     static FUSED_LAYER_NORM_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// Fused attention forward passes this thread ran on flex, likewise.
     static FUSED_ATTENTION_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Fused AdamW steps this thread ran on flex, likewise.
+    static FUSED_ADAMW_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A 2-D matrix inside a tensor's storage: element (i, j) at `ptr + i·rs + j·cs`.
@@ -754,16 +849,16 @@ fn gelu_gradients(x: &[f32], g: &[f32], out: &mut [Uninit]) {
 /// (AVX2) or 16 (AVX-512F). The arithmetic is the same in each (no fused multiply-add), and so
 /// are the results.
 macro_rules! widest_vectors {
-    ($vis:vis $name:ident = $kernel:ident($($arg:ident: $ty:ty),*)) => {
-        $vis fn $name($($arg: $ty),*) {
+    ($vis:vis $name:ident = $kernel:ident($($arg:ident: $ty:ty),*) $(-> $out:ty)?) => {
+        $vis fn $name($($arg: $ty),*) $(-> $out)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
+                fn avx512($($arg: $ty),*) $(-> $out)? {
                     $kernel($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) $(-> $out)? {
                     $kernel($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
@@ -782,8 +877,11 @@ macro_rules! widest_vectors {
 widest_vectors!(gelu_values_widest = gelu_values(x: &[f32], out: &mut [Uninit]));
 widest_vectors!(gelu_gradients_widest = gelu_gradients(x: &[f32], g: &[f32], out: &mut [Uninit]));
 
+mod adamw;
 mod attention;
 mod layer_norm;
+
+pub use adamw::AdamWStep;
 
 /// A buffer that units of work on several threads write through, each to its own elements.
 #[derive(Clone, Copy)]
@@ -1074,6 +1172,20 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
         (constant(dq), constant(dk), constant(dv))
     }
 
+    /// Constants: an optimizer step is not part of a graph ([`adamw_step`] takes tensors
+    /// without autodiff; this route is for completeness).
+    fn adamw_fused(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [param, grad, moment_1, moment_2] = [param, grad, moment_1, moment_2].map(|t| t.into_primitive());
+        let (param, moment_1, moment_2) = B::adamw_fused(param, grad, moment_1, moment_2, step);
+        let constant = FloatTensor::<Self>::new;
+        (constant(param), constant(moment_1), constant(moment_2))
+    }
 }
 
 /// The attention input's inner tensors, outside the autodiff graph.
@@ -1522,6 +1634,73 @@ mod tests {
             assert_eq!(calls(), before + 1, "the fused attention did not run");
             close(&values(ours), &written_out_context, "context without autodiff");
         }
+    }
+
+    /// AdamW's first step has a closed form: with both moments 0 the corrected moments are g
+    /// and g², so the update is lr·g/(|g| + ε) on top of the decay, g first scaled to the
+    /// clipping norm when its norm is above it. The fused step gives it, across several
+    /// units of work; a tensor that shares the parameter's buffer keeps its values; a second
+    /// step moves on from the moments the first returned.
+    #[test]
+    fn the_fused_adamw_step_matches_its_closed_form() {
+        let device = Device::flex();
+        let n = (1 << 16) + 5;
+        let param: Vec<f32> = (0..n).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
+        // ‖g‖ = 3·√n·0.01…: well above the clipping norm.
+        let grad: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 0.03 } else { -0.01 * (i % 5) as f32 })
+            .collect();
+        let norm = grad.iter().map(|g| (g * g) as f64).sum::<f64>().sqrt();
+        let settings = AdamWStep {
+            lr: 1e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+            weight_decay: 0.01,
+            time: 1,
+            clip_norm: Some(1.0),
+        };
+        assert!(norm > 2.0, "the test's gradient must be clipped: {norm}");
+        let tensor = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &device);
+        let kept = tensor(&param);
+        let calls = || FUSED_ADAMW_CALLS.with(|calls| calls.get());
+        let before = calls();
+        assert!(adamw_fuses(&kept, &tensor(&grad)));
+        let [stepped, m, v] = adamw_step(settings, kept.clone(), tensor(&grad), None);
+        assert_eq!(calls(), before + 1, "the fused step did not run");
+        assert_eq!(values(kept), param, "a shared buffer was written");
+        let clip = (1.0 / norm) as f32;
+        let expected: Vec<f32> = param
+            .iter()
+            .zip(&grad)
+            .map(|(&p, &g)| {
+                let g = g * clip;
+                p * (1.0 - 1e-5) - 1e-3 * g / (g.abs() + 1e-5)
+            })
+            .collect();
+        assert_close(&values(stepped), &expected, 1e-5, "the first step");
+        let m = values(m);
+        assert_close(&m, &grad.iter().map(|g| 0.1 * g * clip).collect::<Vec<_>>(), 1e-5, "m");
+        // The second step, without clipping and decay, from the first step's moments: one
+        // element worked by hand.
+        let second = AdamWStep {
+            time: 2,
+            clip_norm: None,
+            weight_decay: 0.0,
+            ..settings
+        };
+        let v = values(v);
+        let [p2, _, _] = adamw_step(second, tensor(&param), tensor(&grad), Some([tensor(&m), tensor(&v)]));
+        let (g, m1, v1) = (grad[0], m[0], v[0]);
+        let (m2, v2) = (0.9 * m1 + 0.1 * g, 0.999 * v1 + 0.001 * g * g);
+        let delta = (m2 / (1.0 - 0.81)) / ((v2 / (1.0 - 0.998001)).sqrt() + 1e-5);
+        let p2 = values(p2);
+        assert!(
+            (p2[0] - (param[0] - 1e-3 * delta)).abs() < 1e-6,
+            "{} against {}",
+            p2[0],
+            param[0] - 1e-3 * delta
+        );
     }
 
     /// A destination gemm is not told to read may hold anything: here NaN. With nothing to sum

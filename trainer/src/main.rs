@@ -20,6 +20,7 @@ mod faithfulness;
 mod fingerprint;
 mod hub;
 mod metrics;
+mod optimizer;
 mod prepare;
 mod report;
 mod run;
