@@ -99,10 +99,15 @@ pub fn lowercase_from_config(tokenizer_config: Option<&str>) -> bool {
 impl TextTokenizer {
     /// Loads `tokenizer.json` bytes; `source` names them in errors.
     pub fn from_bytes(bytes: &[u8], source: &str, max_length: usize) -> Result<Self> {
-        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer {
+        let invalid = |e: &dyn std::fmt::Display| Error::Tokenizer {
             source_name: source.to_string(),
             message: format!("not a valid tokenizer.json: {e}"),
-        })?;
+        };
+        // JSON first: tokenizers panics (an `expect` in its decoder's deserializer) on a file
+        // that is not JSON there, such as an invalid \u escape; serde_json names the line and
+        // column instead.
+        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| invalid(&e))?;
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| invalid(&e))?;
         Self::new(inner, source, max_length)
     }
 

@@ -152,6 +152,24 @@ fn the_undamaged_fixture_loads() {
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
 
+/// A tokenizer.json whose decoder holds an invalid \u escape made tokenizers panic (an
+/// `expect` in its decoder's deserializer; found by `damaged_tokenizer`): now an error that
+/// names the file's line and column.
+#[test]
+fn a_tokenizer_that_is_not_json_is_an_error_not_a_panic() {
+    let f = files();
+    let text = String::from_utf8(f.tokenizer.clone()).unwrap();
+    let decoder = r###""prefix": "##""###;
+    assert!(text.contains(decoder), "the fixture's decoder changed");
+    let damaged = text.replace(decoder, r#""prefix": "\udfff""#);
+    let err = try_load(&f.config, f.weights.clone(), damaged.into_bytes())
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("not a valid tokenizer.json"), "{message}");
+    assert!(message.contains("line 1 column"), "{message}");
+}
+
 #[test]
 fn a_config_larger_than_its_weights_is_refused_before_allocating() {
     let f = files();
