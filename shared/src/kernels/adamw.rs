@@ -28,6 +28,11 @@ pub struct AdamWStep {
 /// Values per unit of work.
 const CHUNK: usize = 1 << 15;
 
+/// Unit `unit`'s values of `n`.
+fn chunk(unit: usize, n: usize) -> std::ops::Range<usize> {
+    unit * CHUNK..((unit + 1) * CHUNK).min(n)
+}
+
 /// The factor burn's clipping by norm multiplies the gradient by: threshold / (‖g‖ +
 /// f32::MIN_POSITIVE), at most 1. The squares are summed per chunk on rayon's threads and
 /// the chunks' sums in order, so the result does not depend on the thread count.
@@ -36,9 +41,9 @@ pub(super) fn clip_factor(grad: &[f32], threshold: f32) -> f32 {
     let mut sums = vec![0f32; units];
     let out = Shared(sums.as_mut_ptr());
     for_each_unit(units, |unit| {
-        let chunk = &grad[unit * CHUNK..((unit + 1) * CHUNK).min(grad.len())];
+        let values = &grad[chunk(unit, grad.len())];
         // SAFETY: unit `unit` alone writes its sum.
-        unsafe { out.slice(unit..unit + 1)[0] = sum_of_squares_widest(chunk) };
+        unsafe { out.slice(unit..unit + 1)[0] = sum_of_squares_widest(values) };
     });
     let norm = sums.iter().sum::<f32>().sqrt();
     (threshold / (norm + f32::MIN_POSITIVE)).min(1.0)
@@ -114,7 +119,7 @@ pub(super) fn step(step: &AdamWStep, param: &mut [f32], moment_1: &mut [f32], mo
     let constants = Constants::new(step, clip);
     let [p, m, v] = [param, moment_1, moment_2].map(|b| Shared(b.as_mut_ptr()));
     for_each_unit(n.div_ceil(CHUNK), |unit| {
-        let range = unit * CHUNK..((unit + 1) * CHUNK).min(n);
+        let range = chunk(unit, n);
         // SAFETY: unit `unit` alone touches these elements of the three buffers, which hold
         // `n` values each (asserted) and outlive the loop.
         let (p, m, v) = unsafe { (p.slice(range.clone()), m.slice(range.clone()), v.slice(range.clone())) };
