@@ -90,6 +90,28 @@ pub trait FusedKernels: Backend {
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    /// Layer normalisation of x + `residual` (a residual connection: the sum is never
+    /// written out, and its backward pass hands both the same gradient).
+    fn add_layer_norm_fused(
+        x: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(Self::float_add(x, residual), gamma, Some(beta), epsilon)
+    }
+
+    /// [`FusedKernels::add_layer_norm_fused`] with the statistics of
+    /// [`FusedKernels::layer_norm_fused_statistics`].
+    fn add_layer_norm_fused_statistics(
+        x: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
     /// The input's gradient from the kept statistics, γ and the output's gradient.
     fn layer_norm_fused_input_backward(
         normalised: FloatTensor<Self>,
@@ -183,25 +205,46 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// pass is one step (burn's autodiff runs layer norm as ten operations); burn's `LayerNorm`
 /// elsewhere. `epsilon` is the layer's own (burn keeps it private; the model's config has it).
 pub fn layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
-    let (gamma, beta) = (layer.gamma.val(), layer.beta.as_ref().map(|b| b.val()));
-    let width = x.dims()[D - 1];
-    match beta {
-        Some(beta)
-            if on_flex(&x.device())
-                && [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3]
-                && gamma.dims() == [width]
-                && beta.dims() == [width]
-                && width > 0 =>
-        {
-            Tensor::from_dispatch(<Dispatch as FusedKernels>::layer_norm_fused(
+    match fused_layer_norm_parameters(layer, &x) {
+        Some((gamma, beta)) => Tensor::from_dispatch(<Dispatch as FusedKernels>::layer_norm_fused(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            epsilon,
+        )),
+        None => layer.forward(x),
+    }
+}
+
+/// [`layer_norm`] of x + `residual` (a residual connection): on flex one fused operation
+/// that never writes the sum out (burn-flex adds on one thread) and whose backward step hands
+/// both the same gradient; elsewhere the sum, then [`layer_norm`].
+pub fn add_layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+    match fused_layer_norm_parameters(layer, &x) {
+        Some((gamma, beta)) if residual.dims() == x.dims() && residual.dtype() == DType::F32 => {
+            Tensor::from_dispatch(<Dispatch as FusedKernels>::add_layer_norm_fused(
                 x.into_dispatch(),
+                residual.into_dispatch(),
                 gamma.into_dispatch(),
                 beta.into_dispatch(),
                 epsilon,
             ))
         }
-        _ => layer.forward(x),
+        _ => layer_norm(layer, epsilon, x + residual),
     }
+}
+
+/// γ and β when the fused layer norm applies to `x`: on flex, with a bias, all in f32, and
+/// parameters of x's width.
+fn fused_layer_norm_parameters<const D: usize>(layer: &LayerNorm, x: &Tensor<D>) -> Option<(Tensor<1>, Tensor<1>)> {
+    let (gamma, beta) = (layer.gamma.val(), layer.beta.as_ref()?.val());
+    let width = x.dims()[D - 1];
+    let fits = on_flex(&x.device())
+        && [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3]
+        && gamma.dims() == [width]
+        && beta.dims() == [width]
+        && width > 0;
+    fits.then_some((gamma, beta))
 }
 
 /// Multi-head self-attention: the context `[batch, queries, hidden]` from the projected q
@@ -425,17 +468,27 @@ impl FusedKernels for Flex {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        #[cfg(test)]
-        FUSED_LAYER_NORM_CALLS.with(|calls| calls.set(calls.get() + 1));
-        let shape = x.layout().shape().clone();
-        let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
-        let (y, normalised, rstd) = layer_norm::forward(values(&x), values(&gamma), values(&beta), epsilon as f32);
-        let rows = rstd.len();
-        (
-            FloatTensor::<Self>::from_data(TensorData::new(y, shape.clone())),
-            FloatTensor::<Self>::from_data(TensorData::new(normalised, shape)),
-            FloatTensor::<Self>::from_data(TensorData::new(rstd, [rows])),
-        )
+        layer_norm_statistics(x, None, gamma, beta, epsilon)
+    }
+
+    fn add_layer_norm_fused(
+        x: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        layer_norm_statistics(x, Some(residual), gamma, beta, epsilon).0
+    }
+
+    fn add_layer_norm_fused_statistics(
+        x: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        layer_norm_statistics(x, Some(residual), gamma, beta, epsilon)
     }
 
     fn layer_norm_fused_input_backward(
@@ -544,6 +597,38 @@ fn values_mut(tensor: &mut FloatTensor<Flex>) -> &mut [f32] {
 /// The attention operation's inputs made contiguous, its dimensions and q's shape (the
 /// context's). The public [`attention`] checks what the assertions state before choosing this
 /// route.
+/// Layer norm of x (+ `residual`, of x's shape) on flex, with the statistics its backward
+/// pass keeps: (y, the normalised values, each row's 1/√(var + ε)).
+fn layer_norm_statistics(
+    x: FloatTensor<Flex>,
+    residual: Option<FloatTensor<Flex>>,
+    gamma: FloatTensor<Flex>,
+    beta: FloatTensor<Flex>,
+    epsilon: f64,
+) -> (FloatTensor<Flex>, FloatTensor<Flex>, FloatTensor<Flex>) {
+    #[cfg(test)]
+    FUSED_LAYER_NORM_CALLS.with(|calls| calls.set(calls.get() + 1));
+    let shape = x.layout().shape().clone();
+    if let Some(residual) = &residual {
+        assert_eq!(residual.layout().shape(), &shape, "a residual of the input's shape");
+    }
+    let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+    let residual = residual.map(|r| r.to_contiguous());
+    let (y, normalised, rstd) = layer_norm::forward(
+        values(&x),
+        residual.as_ref().map(values),
+        values(&gamma),
+        values(&beta),
+        epsilon as f32,
+    );
+    let rows = rstd.len();
+    (
+        FloatTensor::<Flex>::from_data(TensorData::new(y, shape.clone())),
+        FloatTensor::<Flex>::from_data(TensorData::new(normalised, shape)),
+        FloatTensor::<Flex>::from_data(TensorData::new(rstd, [rows])),
+    )
+}
+
 fn attention_contiguous(input: AttentionInput<Flex>) -> (AttentionInput<Flex>, attention::Heads, Shape) {
     let shape = input.q.layout().shape().clone();
     let kv_shape = input.k.layout().shape().clone();
@@ -615,10 +700,11 @@ fn product_into(
     let n = rows * d_out;
     data.clear();
     data.reserve_exact(n);
+    let parallel = rows.saturating_mul(d_in).saturating_mul(d_out) >= 192 * 192 * 192;
     if let Some(bias) = init {
-        for _ in 0..rows {
-            data.extend_from_slice(bias);
-        }
+        fill_rows(&mut data.spare_capacity_mut()[..n], bias, parallel);
+        // SAFETY: fill_rows wrote all n values.
+        unsafe { data.set_len(n) };
     }
     if d_in == 0 {
         // An empty sum: gemm would have nothing to write.
@@ -626,7 +712,7 @@ fn product_into(
         return data;
     }
     let read_dst = init.is_some();
-    let parallelism = if rows.saturating_mul(d_in).saturating_mul(d_out) >= 192 * 192 * 192 {
+    let parallelism = if parallel {
         #[cfg(not(target_arch = "wasm32"))]
         {
             gemm::Parallelism::Rayon(0)
@@ -655,6 +741,31 @@ fn product_into(
         data.set_len(n);
     }
     data
+}
+
+/// Every row of `out` (rows of `row.len()` values) set to `row`: on rayon's threads when
+/// `parallel` (a product's bias rows are as large as its output, and one thread filling them
+/// left the other idle), in order otherwise and in wasm.
+fn fill_rows(out: &mut [Uninit], row: &[f32], parallel: bool) {
+    let fill = |out: &mut [Uninit]| {
+        for out in out.chunks_exact_mut(row.len()) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                o.write(v);
+            }
+        }
+    };
+    if row.is_empty() {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    if parallel {
+        use rayon::prelude::*;
+        let chunk = (1usize << 15).next_multiple_of(row.len());
+        out.par_chunks_mut(chunk).for_each(fill);
+        return;
+    }
+    let _ = parallel;
+    fill(out);
 }
 
 /// dst (`m × n`, rows `row_stride` apart) = beta·lhs·rhs, plus dst's own values when
@@ -901,6 +1012,20 @@ impl Shared {
         // SAFETY: as the caller promises.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(range.start), range.len()) }
     }
+
+    /// [`Shared::slice`] of a buffer not yet initialised there: zeroed first, by the unit
+    /// that owns the range (one thread zeroing a whole fresh buffer left the other idle).
+    ///
+    /// # Safety
+    /// As [`Shared::slice`], except that the range may hold uninitialised memory.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn zeroed<'a>(&self, range: std::ops::Range<usize>) -> &'a mut [f32] {
+        // SAFETY: as the caller promises; all-zero bytes are the f32 0.0.
+        unsafe {
+            self.0.add(range.start).write_bytes(0, range.len());
+            self.slice(range)
+        }
+    }
 }
 
 /// Runs `work` for every unit, on rayon's threads natively and in order in wasm.
@@ -1038,45 +1163,52 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        /// Keeps the normalised values (for every gradient) and, when the input is tracked,
-        /// each row's 1/√(var + ε) and γ.
-        #[derive(Debug)]
-        struct FusedLayerNorm;
-
-        impl<B: Backend + FusedKernels> Backward<B, 3> for FusedLayerNorm {
-            type State = (FloatTensor<B>, Option<(FloatTensor<B>, FloatTensor<B>)>);
-
-            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-                let [x_parent, gamma_parent, beta_parent] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (normalised, for_input) = ops.state;
-                if gamma_parent.is_some() || beta_parent.is_some() {
-                    let (d_gamma, d_beta) = B::layer_norm_fused_parameter_backward(normalised.clone(), grad.clone());
-                    for (parent, grad) in [(gamma_parent, d_gamma), (beta_parent, d_beta)] {
-                        if let Some(node) = parent {
-                            grads.register::<B>(node.id, grad);
-                        }
-                    }
-                }
-                if let (Some(node), Some((rstd, gamma))) = (x_parent, for_input) {
-                    grads.register::<B>(
-                        node.id,
-                        B::layer_norm_fused_input_backward(normalised, rstd, gamma, grad),
-                    );
-                }
-            }
-        }
-
         let x_tracked = x.is_tracked();
         let nodes = [x.node(), gamma.node(), beta.node()];
         let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
-        match FusedLayerNorm.prepare::<C>(nodes).compute_bound().stateful() {
+        match FusedLayerNorm::<3>.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (y, normalised, rstd) = B::layer_norm_fused_statistics(x, gamma.clone(), beta, epsilon);
                 prep.finish((normalised, x_tracked.then_some((rstd, gamma))), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_fused(x, gamma, beta, epsilon)),
         }
+    }
+
+    fn add_layer_norm_fused(
+        x: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let input_tracked = x.is_tracked() || residual.is_tracked();
+        let nodes = [x.node(), residual.node(), gamma.node(), beta.node()];
+        let (x, residual) = (x.into_primitive(), residual.into_primitive());
+        let (gamma, beta) = (gamma.into_primitive(), beta.into_primitive());
+        match FusedLayerNorm::<4>.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, normalised, rstd) =
+                    B::add_layer_norm_fused_statistics(x, residual, gamma.clone(), beta, epsilon);
+                prep.finish((normalised, input_tracked.then_some((rstd, gamma))), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::add_layer_norm_fused(x, residual, gamma, beta, epsilon)),
+        }
+    }
+
+    /// Constants: the statistics are for a backward step, not part of one.
+    fn add_layer_norm_fused_statistics(
+        x: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, residual) = (x.into_primitive(), residual.into_primitive());
+        let (gamma, beta) = (gamma.into_primitive(), beta.into_primitive());
+        let (y, normalised, rstd) = B::add_layer_norm_fused_statistics(x, residual, gamma, beta, epsilon);
+        let constant = FloatTensor::<Self>::new;
+        (constant(y), constant(normalised), constant(rstd))
     }
 
     /// Constants: the statistics are for a backward step, not part of one.
@@ -1189,6 +1321,52 @@ impl<B: Backend + FusedKernels, C: CheckpointStrategy> FusedKernels for Autodiff
 }
 
 /// The attention input's inner tensors, outside the autodiff graph.
+/// What a fused layer norm's backward step keeps: the normalised values (for every gradient)
+/// and, when an input is tracked, each row's 1/√(var + ε) and γ.
+type LayerNormState<B> = (FloatTensor<B>, Option<(FloatTensor<B>, FloatTensor<B>)>);
+
+/// A fused layer norm's backward step, its parents `N − 2` inputs (x, and the residual added
+/// to it), then γ and β: γ's and β's gradients to them when tracked, and the input's
+/// gradient, computed once, to every tracked input.
+#[derive(Debug)]
+struct FusedLayerNorm<const N: usize>;
+
+impl<B: Backend + FusedKernels, const N: usize> Backward<B, N> for FusedLayerNorm<N> {
+    type State = LayerNormState<B>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let parents = ops.parents.map(|parent| parent.map(|p| p.id));
+        let (inputs, parameters) = parents.split_at(N - 2);
+        let grad = grads.consume::<B>(&ops.node);
+        layer_norm_backward::<B>(grad, ops.state, inputs, [parameters[0], parameters[1]], grads);
+    }
+}
+
+/// [`FusedLayerNorm`]'s step from the output's `grad`.
+fn layer_norm_backward<B: Backend + FusedKernels>(
+    grad: FloatTensor<B>,
+    (normalised, for_input): LayerNormState<B>,
+    inputs: &[Option<NodeId>],
+    parameters: [Option<NodeId>; 2],
+    grads: &mut Gradients,
+) {
+    if parameters.iter().any(Option::is_some) {
+        let (d_gamma, d_beta) = B::layer_norm_fused_parameter_backward(normalised.clone(), grad.clone());
+        for (parent, grad) in parameters.into_iter().zip([d_gamma, d_beta]) {
+            if let Some(parent) = parent {
+                grads.register::<B>(parent, grad);
+            }
+        }
+    }
+    let inputs: Vec<NodeId> = inputs.iter().flatten().copied().collect();
+    if let (false, Some((rstd, gamma))) = (inputs.is_empty(), for_input) {
+        let dx = B::layer_norm_fused_input_backward(normalised, rstd, gamma, grad);
+        for parent in inputs {
+            grads.register::<B>(parent, dx.clone());
+        }
+    }
+}
+
 fn untracked<B: Backend, C: CheckpointStrategy>(input: AttentionInput<Autodiff<B, C>>) -> AttentionInput<B> {
     AttentionInput {
         q: input.q.into_primitive(),
@@ -1322,18 +1500,20 @@ mod tests {
             in_place(&|d| attention::softmax_gradient_rows_widest(&p, d, len, &real))
         );
         let (gamma, beta) = (&g[..len], &xs[len..2 * len]);
-        let normalised = |widest: bool| {
+        let normalised = |widest: bool, residual: Option<&[f32]>| {
             let (mut y, mut n, mut r) = (rows(), rows(), vec![0.0; 100]);
             let normalise = if widest {
                 layer_norm::normalise_rows_widest
             } else {
                 layer_norm::normalise_rows
             };
-            normalise(&rows(), gamma, beta, 1e-12, &mut y, &mut n, &mut r);
+            normalise((&rows(), residual), gamma, beta, 1e-12, &mut y, &mut n, &mut r);
             (y, n, r)
         };
-        assert_eq!(normalised(false), normalised(true));
-        let (_, n, r) = normalised(false);
+        let residual = &g[..len * 100];
+        assert_eq!(normalised(false, Some(residual)), normalised(true, Some(residual)));
+        assert_eq!(normalised(false, None), normalised(true, None));
+        let (_, n, r) = normalised(false, None);
         assert_eq!(
             in_place(&|d| layer_norm::input_gradient_rows(&n, &r, gamma, &g[..len * 100], d)),
             in_place(&|d| layer_norm::input_gradient_rows_widest(&n, &r, gamma, &g[..len * 100], d))
@@ -1521,24 +1701,31 @@ mod tests {
         assert_runs_agree(&ours, &burns, &names, 1e-5, "transposed weight");
     }
 
+    /// A layer norm of `width` with γ and β away from 1 and 0, so that their part in each
+    /// gradient shows.
+    fn test_layer_norm(width: usize, epsilon: f64, device: &Device) -> LayerNorm {
+        use burn::module::Param;
+        use burn::nn::LayerNormConfig;
+        let mut layer = LayerNormConfig::new(width).with_epsilon(epsilon).init(device);
+        let parameter = |seed, offset: f32| {
+            let values = random([1, 1, width], seed, device).reshape([width]).add_scalar(offset);
+            Param::from_tensor(Tensor::<1>::from_data(values.into_data(), device))
+        };
+        layer.gamma = parameter(5, 1.0);
+        layer.beta = Some(parameter(6, 0.0));
+        layer
+    }
+
     /// The fused layer norm against burn's `LayerNorm` on flex through autodiff: the output
     /// and the gradients of the input, γ and β (trained); with γ and β as constants (IG's
     /// case), the input's; rows spread over several units, one of them constant (variance 0);
     /// without autodiff, the same values.
     #[test]
     fn the_fused_layer_norm_and_its_gradients_match_burns() {
-        use burn::module::{Module, Param};
-        use burn::nn::LayerNormConfig;
+        use burn::module::Module;
         let device = Device::flex().autodiff();
-        let (shape, width, epsilon) = ([3, 37, 50], 50, 1e-12);
-        let mut layer = LayerNormConfig::new(width).with_epsilon(epsilon).init(&device);
-        // γ and β away from 1 and 0, so that their part in each gradient shows.
-        let parameter = |seed, offset: f32| {
-            let values = random([1, 1, width], seed, &device).reshape([width]).add_scalar(offset);
-            Param::from_tensor(Tensor::<1>::from_data(values.into_data(), &device))
-        };
-        layer.gamma = parameter(5, 1.0);
-        layer.beta = Some(parameter(6, 0.0));
+        let (shape, epsilon) = ([3, 37, 50], 1e-12);
+        let layer = test_layer_norm(50, epsilon, &device);
         let mut xs = values(random(shape, 7, &device).mul_scalar(3.0).add_scalar(2.0));
         xs[50..100].fill(0.25);
         let x = Tensor::<3>::from_data(TensorData::new(xs, shape), &device).require_grad();
@@ -1561,6 +1748,76 @@ mod tests {
         let plain = layer.valid();
         let ours = layer_norm(&plain, epsilon, x.clone().inner());
         assert_close(&values(ours), &burns.output, 2e-5, "output without autodiff");
+    }
+
+    /// Layer norm of a residual sum, fused, against burn's sum and `LayerNorm` on flex: the
+    /// output and the gradients of x, the residual, γ and β, with both inputs tracked, with
+    /// only x (the residual gets none), with a residual that is a strided view (the [CLS]-only
+    /// last layer narrows its input), and without autodiff.
+    #[test]
+    fn the_fused_residual_layer_norm_matches_burns_sum_and_layer_norm() {
+        use burn::module::Module;
+        let device = Device::flex().autodiff();
+        let (shape, epsilon) = ([3, 37, 50], 1e-12);
+        let layer = test_layer_norm(50, epsilon, &device);
+        let upstream = random([3, 1, 50], 8, &device).repeat_dim(1, 37);
+        let calls = || FUSED_LAYER_NORM_CALLS.with(|calls| calls.get());
+        // The residual: a whole tensor, or every other row of a longer one.
+        let whole = random(shape, 9, &device).mul_scalar(2.0);
+        let strided = random([3, 74, 50], 10, &device).reshape([3, 37, 100]).narrow(2, 0, 50);
+        for (residual, residual_tracked) in [(whole.clone(), true), (whole, false), (strided, true)] {
+            let x = random(shape, 7, &device).mul_scalar(3.0).add_scalar(2.0).require_grad();
+            let residual = if residual_tracked {
+                residual.require_grad()
+            } else {
+                residual
+            };
+            let run = |fused: bool| {
+                let before = calls();
+                let y = if fused {
+                    add_layer_norm(&layer, epsilon, x.clone(), residual.clone())
+                } else {
+                    layer.forward(x.clone() + residual.clone())
+                };
+                assert_eq!(
+                    calls(),
+                    before + usize::from(fused),
+                    "the fused operation runs when asked"
+                );
+                let grads = (y.clone() * upstream.clone()).sum().backward();
+                let gradient = |t: Tensor<1>| t.grad(&grads).map(values);
+                (
+                    values(y.inner()),
+                    [x.grad(&grads).map(values), residual.grad(&grads).map(values)],
+                    [
+                        gradient(layer.gamma.val()),
+                        gradient(layer.beta.as_ref().expect("β").val()),
+                    ],
+                )
+            };
+            let (ours, burns) = (run(true), run(false));
+            let case = format!("residual tracked: {residual_tracked}");
+            assert_close(&ours.0, &burns.0, 2e-5, &format!("output, {case}"));
+            assert_eq!(ours.1[1].is_some(), residual_tracked, "the residual's gradient, {case}");
+            for (name, (a, b)) in ["x", "residual", "γ", "β"]
+                .iter()
+                .zip(ours.1.iter().chain(&ours.2).zip(burns.1.iter().chain(&burns.2)))
+            {
+                match (a, b) {
+                    (Some(a), Some(b)) => assert_close(a, b, 2e-5, &format!("{name}'s gradient, {case}")),
+                    (None, None) => {}
+                    _ => panic!("{name}: a gradient on one side only, {case}"),
+                }
+            }
+            let plain = layer.valid();
+            let ours = add_layer_norm(&plain, epsilon, x.clone().inner(), residual.clone().inner());
+            assert_close(
+                &values(ours),
+                &burns.0,
+                2e-5,
+                &format!("output without autodiff, {case}"),
+            );
+        }
     }
 
     /// The fused attention against the same attention in burn's operations, on flex: the
@@ -1735,6 +1992,20 @@ mod tests {
         let bias = [1.0, 2.0, 3.0, 4.0];
         let rows = product_into(vec![f32::NAN; 12], (3, 0, 4), none, none, Some(&bias));
         assert_eq!(rows, bias.repeat(3));
+    }
+
+    /// Bias rows filled on rayon's threads (chunks of 2¹⁵ values, here not a whole number of
+    /// them) are the bias repeated, every row written.
+    #[test]
+    fn bias_rows_are_filled_whole_on_any_number_of_threads() {
+        let bias: Vec<f32> = (0..37).map(|i| i as f32 - 18.5).collect();
+        for (rows, parallel) in [(5000, true), (5000, false), (1, true), (0, true)] {
+            let mut out = vec![MaybeUninit::new(f32::NAN); rows * bias.len()];
+            fill_rows(&mut out, &bias, parallel);
+            // SAFETY: initialised above (and overwritten by fill_rows).
+            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+            assert_eq!(out, bias.repeat(rows), "{rows} rows, parallel {parallel}");
+        }
     }
 
     fn grid() -> Vec<f32> {

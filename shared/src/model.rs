@@ -12,7 +12,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, tanh};
 
-use crate::kernels::{attention, gelu, layer_norm, linear};
+use crate::kernels::{add_layer_norm, attention, gelu, layer_norm, linear};
 use burn::tensor::{Bool, Device, Distribution, Int, Shape, Tensor, TensorData};
 use std::cell::RefCell;
 
@@ -242,9 +242,9 @@ impl EncoderLayer {
         let attention_dropout = dropout_multiplier(&self.attention_dropout, shape, rows, &x.device());
         let context = attention(q, k, v, heads, real, attention_dropout);
         let attended = dropout(&self.dropout, linear(&self.attention_output, context), seq);
-        let x = layer_norm(&self.attention_norm, epsilon, attended + x);
+        let x = add_layer_norm(&self.attention_norm, epsilon, attended, x);
         let ff = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
-        layer_norm(&self.output_norm, epsilon, dropout(&self.dropout, ff, seq) + x)
+        add_layer_norm(&self.output_norm, epsilon, dropout(&self.dropout, ff, seq), x)
     }
 }
 

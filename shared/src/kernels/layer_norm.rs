@@ -21,42 +21,66 @@ fn units(rows: usize) -> (usize, impl Fn(usize) -> std::ops::Range<usize> + Sync
     })
 }
 
-/// y = n·γ + β, the normalised values n and each row's r, for `x`'s rows of `gamma.len()`.
-pub(super) fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// y = n·γ + β, the normalised values n and each row's r, for the rows of `gamma.len()` of
+/// `x` (plus `residual`, of x's length, when there is one).
+pub(super) fn forward(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let width = gamma.len();
     let rows = x.len() / width;
-    let (mut y, mut n, mut r) = (vec![0f32; x.len()], vec![0f32; x.len()], vec![0f32; rows]);
+    assert_eq!(rows * width, x.len(), "whole rows of {width}");
+    assert!(residual.is_none_or(|r| r.len() == x.len()), "a residual of x's length");
+    let (mut y, mut n, mut r) = (
+        Vec::with_capacity(x.len()),
+        Vec::with_capacity(x.len()),
+        Vec::with_capacity(rows),
+    );
     let (y_out, n_out, r_out) = (Shared(y.as_mut_ptr()), Shared(n.as_mut_ptr()), Shared(r.as_mut_ptr()));
     let (count, range) = units(rows);
     for_each_unit(count, |unit| {
         let rows = range(unit);
         let values = rows.start * width..rows.end * width;
-        // SAFETY: each unit writes only its own rows of the three outputs.
+        // SAFETY: each unit writes only its own rows of the three outputs, which have room
+        // for all of them.
         let (y, n, r) = unsafe {
             (
-                y_out.slice(values.clone()),
-                n_out.slice(values.clone()),
-                r_out.slice(rows),
+                y_out.zeroed(values.clone()),
+                n_out.zeroed(values.clone()),
+                r_out.zeroed(rows),
             )
         };
-        normalise_rows_widest(&x[values], gamma, beta, epsilon, y, n, r);
+        let residual = residual.map(|residual| &residual[values.clone()]);
+        normalise_rows_widest((&x[values], residual), gamma, beta, epsilon, y, n, r);
     });
+    // SAFETY: the units cover every row, and each zeroed its rows before writing them.
+    unsafe {
+        y.set_len(x.len());
+        n.set_len(x.len());
+        r.set_len(rows);
+    }
     (y, n, r)
 }
 
 /// The input's gradient from the kept `normalised` values and `rstd`, γ and the output's `grad`.
 pub(super) fn input_backward(normalised: &[f32], rstd: &[f32], gamma: &[f32], grad: &[f32]) -> Vec<f32> {
     let width = gamma.len();
-    let mut dx = vec![0f32; normalised.len()];
+    assert_eq!(rstd.len() * width, normalised.len(), "whole rows of {width}");
+    let mut dx = Vec::with_capacity(normalised.len());
     let dx_out = Shared(dx.as_mut_ptr());
     let (count, range) = units(rstd.len());
     for_each_unit(count, |unit| {
         let rows = range(unit);
         let values = rows.start * width..rows.end * width;
-        // SAFETY: each unit writes only its own rows.
-        let dx = unsafe { dx_out.slice(values.clone()) };
+        // SAFETY: each unit writes only its own rows, which the buffer has room for.
+        let dx = unsafe { dx_out.zeroed(values.clone()) };
         input_gradient_rows_widest(&normalised[values.clone()], &rstd[rows], gamma, &grad[values], dx);
     });
+    // SAFETY: the units cover every row, and each zeroed its rows before writing them.
+    unsafe { dx.set_len(normalised.len()) };
     dx
 }
 
@@ -94,10 +118,11 @@ pub(super) fn parameter_backward(normalised: &[f32], grad: &[f32], width: usize)
     (d_gamma, d_beta)
 }
 
-/// Each row of `x`: mean, variance (of the centred values, as burn computes it), r, n, y.
+/// Each row of `input`, x (+ the residual): mean, variance (of the centred values, as burn
+/// computes it), r, n, y.
 #[inline(always)]
 pub(super) fn normalise_rows(
-    x: &[f32],
+    input: (&[f32], Option<&[f32]>),
     gamma: &[f32],
     beta: &[f32],
     epsilon: f32,
@@ -105,15 +130,25 @@ pub(super) fn normalise_rows(
     n: &mut [f32],
     r: &mut [f32],
 ) {
+    let (x, residual) = input;
     let width = gamma.len();
     let rows = x
         .chunks_exact(width)
         .zip(y.chunks_exact_mut(width))
         .zip(n.chunks_exact_mut(width));
-    for (((x, y), n), r) in rows.zip(r.iter_mut()) {
-        let mean = lane_sum(x) / width as f32;
-        for (n, &x) in n.iter_mut().zip(x) {
-            *n = x - mean;
+    for (row, (((x, y), n), r)) in rows.zip(r.iter_mut()).enumerate() {
+        // n holds the row's values first.
+        match residual {
+            Some(residual) => {
+                for ((n, &x), &s) in n.iter_mut().zip(x).zip(&residual[row * width..][..width]) {
+                    *n = x + s;
+                }
+            }
+            None => n.copy_from_slice(x),
+        }
+        let mean = lane_sum(n) / width as f32;
+        for n in n.iter_mut() {
+            *n -= mean;
         }
         let variance = lane_dot(n, n) / width as f32;
         *r = 1.0 / (variance + epsilon).sqrt();
@@ -147,7 +182,7 @@ pub(super) fn input_gradient_rows(normalised: &[f32], rstd: &[f32], gamma: &[f32
 
 widest_vectors!(
     pub(super) normalise_rows_widest = normalise_rows(
-        x: &[f32],
+        input: (&[f32], Option<&[f32]>),
         gamma: &[f32],
         beta: &[f32],
         epsilon: f32,
