@@ -2,6 +2,7 @@
 //! weights at sequence length 128, with the settings of the PyTorch + Captum reference
 //! (`../shared/reference/bench.py`), so the two can be run side by side.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use astrid::explain::{ExplainInput, ExplainOptions, Method, explain};
@@ -11,7 +12,8 @@ use clap::Args;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 
-use crate::device::{self, Backend};
+use crate::bench_reference::{Figures, Paired, Reference};
+use crate::device::{self, Backend, Selected};
 use crate::train::{
     Batch, Encoded, Guidance, StepPlan, TrainOptions, adamw, batch_logits, inference_workers, train_batch,
 };
@@ -50,6 +52,21 @@ pub struct BenchArgs {
     /// --workers`; default as there: IG's thread count on the CPU, 1 on a GPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// The PyTorch + Captum reference's bench.py (`../shared/reference/bench.py`): each preset
+    /// is then measured by Astrid and by the reference back to back, in alternating order, for
+    /// `--rounds` rounds, and the table gives the medians of the per-round ratios (this kind
+    /// of machine drifts by ±20% within minutes: whole suites run one after the other compare
+    /// two machines). The reference's settings are fixed: sequence length 128, forward batch
+    /// 32, training batch 16, Gauss–Legendre.
+    #[arg(long, value_name = "BENCH_PY")]
+    pub against: Option<PathBuf>,
+    /// The Python that runs `--against` (the reference's virtualenv, e.g.
+    /// ~/.cache/astrid-reference-venv/bin/python).
+    #[arg(long, default_value = "python3", requires = "against")]
+    pub python: PathBuf,
+    /// Rounds of paired measurements with `--against`.
+    #[arg(long, default_value_t = 3, requires = "against")]
+    pub rounds: usize,
 }
 
 /// Multiply-add FLOPs (2 per MAC) of one forward pass of one sequence, as the reference
@@ -124,7 +141,6 @@ fn random_ids(batch: usize, seq: usize, vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let selected = device::select(args.backend)?;
     let names: Vec<String> = if args.models.is_empty() {
         PRESET_NAMES.iter().map(|s| s.to_string()).collect()
     } else {
@@ -134,6 +150,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| ModelConfig::preset(n))
         .collect::<Result<Vec<_>, _>>()?;
+    let reference = args
+        .against
+        .as_ref()
+        .map(|script| reference(&args, script))
+        .transpose()?;
+    let selected = device::select(args.backend)?;
     let training_workers = args.workers.unwrap_or(selected.workers);
     println!("backend: {}", selected.description);
     println!("cpu: {}", cpu_description());
@@ -147,78 +169,203 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.train_batch,
         training_workers
     );
-    println!(
-        "GFLOP/s count the reference's FLOPs (every position of every layer); the last layer here\n\
-         computes [CLS] alone, which skips the share of a forward pass under 'skipped'.\n"
-    );
-    println!(
-        "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11} {:>8}",
-        "model",
-        "params",
-        "IG s/expl",
-        "IG GFLOP/s",
-        "forward seq/s",
-        "fwd GFLOP/s",
-        "train seq/s",
-        "trn GFLOP/s",
-        "skipped"
-    );
-    for (name, config) in names.iter().zip(&configs) {
-        let model = config.init(&selected.device).valid();
-        let device = &selected.device;
-        let ids = random_ids(1, args.seq_len, config.vocab_size, 7);
-        let special: Vec<bool> = (0..args.seq_len).map(|p| p == 0 || p == args.seq_len - 1).collect();
-        let input = ExplainInput {
-            ids: &ids,
-            special: &special,
-            pad_id: Some(0),
-            mask_id: Some(special_ids(config.vocab_size).2),
-        };
-        let options = ExplainOptions {
-            n_steps: args.n_steps,
-            method: args.method,
-            internal_batch_size: Some(args.internal_batch_size),
-            workers: selected.workers,
-            ..ExplainOptions::default()
-        };
-        pollster::block_on(explain(&model, &input, &options))?; // warm-up
-        let ig_seconds = median_seconds(args.reps, || Ok(pollster::block_on(explain(&model, &input, &options))?))?;
-
-        // Inference as `trainer run` does it (`predict_logits`): on the CPU the batch is split
-        // between the workers' threads.
-        let texts: Vec<Vec<u32>> = random_ids(args.batch, args.seq_len, config.vocab_size, 11)
-            .chunks(args.seq_len)
-            .map(|c| c.to_vec())
-            .collect();
-        let all: Vec<usize> = (0..texts.len()).collect();
-        let workers = inference_workers(device);
-        batch_logits(&model, &texts, &all, workers)?; // warm-up
-        let forward_seconds = median_seconds(args.reps, || batch_logits(&model, &texts, &all, workers))?;
-        let seqs_per_second = args.batch as f64 / forward_seconds;
-        let (linear, attention, head) = forward_flops(config, args.seq_len);
-        let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / ig_seconds / 1e9;
-        let fwd_gflops = (linear + attention + head) * seqs_per_second / 1e9;
-        let train_speed = if args.train_steps > 0 {
-            train_throughput(config, &args, device, training_workers)?
-        } else {
-            f64::NAN
-        };
-        // Forward + backward with weight gradients ≈ 3 × forward (the reference's count).
-        let train_gflops = 3.0 * (linear + attention + head) * train_speed / 1e9;
-        println!(
-            "{:<14} {:>12} {:>10.3} {:>10.1} {:>13.1} {:>11.1} {:>11.2} {:>11.1} {:>7.1}%",
-            name,
-            model.num_params(),
-            ig_seconds,
-            ig_gflops,
-            seqs_per_second,
-            fwd_gflops,
-            train_speed,
-            train_gflops,
-            100.0 * cls_only_skipped(config, args.seq_len)
-        );
+    let measure = |config: &ModelConfig| measure(config, &args, &selected, training_workers);
+    match reference {
+        None => {
+            println!(
+                "GFLOP/s count the reference's FLOPs (every position of every layer); the last layer here\n\
+                 computes [CLS] alone, which skips the share of a forward pass under 'skipped'.\n"
+            );
+            println!(
+                "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11} {:>8}",
+                "model",
+                "params",
+                "IG s/expl",
+                "IG GFLOP/s",
+                "forward seq/s",
+                "fwd GFLOP/s",
+                "train seq/s",
+                "trn GFLOP/s",
+                "skipped"
+            );
+            for (name, config) in names.iter().zip(&configs) {
+                let figures = measure(config)?;
+                print_row(name, config, &args, &figures);
+            }
+        }
+        Some(reference) => {
+            let mut paired: Vec<Paired> = names.iter().map(|_| Paired::default()).collect();
+            for round in 0..args.rounds {
+                for ((name, config), paired) in names.iter().zip(&configs).zip(&mut paired) {
+                    // Alternating order, so that neither side always runs on a warmer or
+                    // cooler machine.
+                    let (astrid, theirs) = if round % 2 == 0 {
+                        let astrid = measure(config)?;
+                        (astrid, reference.measure(name)?)
+                    } else {
+                        let theirs = reference.measure(name)?;
+                        (measure(config)?, theirs)
+                    };
+                    println!(
+                        "round {}: {name:<14} IG {:.3} / {:.3} s, forward {:.1} / {:.1} seq/s, training {:.2} / {:.2} seq/s (Astrid / PyTorch)",
+                        round + 1,
+                        astrid.ig_seconds,
+                        theirs.ig_seconds,
+                        astrid.forward_seqs,
+                        theirs.forward_seqs,
+                        astrid.train_seqs,
+                        theirs.train_seqs
+                    );
+                    paired.rounds.push((astrid, theirs));
+                }
+            }
+            println!();
+            print_paired(&names, &paired);
+        }
     }
     Ok(())
+}
+
+/// The reference run by `--against`, once the settings are checked to be the ones it
+/// measures with (it has no others): before anything is measured.
+fn reference(args: &BenchArgs, script: &std::path::Path) -> anyhow::Result<Reference> {
+    let fixed = [
+        ("--seq-len", args.seq_len, 128),
+        ("--batch", args.batch, 32),
+        ("--train-batch", args.train_batch, 16),
+    ];
+    for (option, value, theirs) in fixed {
+        if value != theirs {
+            anyhow::bail!(
+                "{option} {value}: the reference measures with {theirs} only; leave {option} out with --against"
+            );
+        }
+    }
+    if args.method != Method::GaussLegendre {
+        anyhow::bail!(
+            "--method {}: the reference measures Gauss-Legendre only; leave --method out with --against",
+            args.method
+        );
+    }
+    if args.rounds == 0 {
+        anyhow::bail!("--rounds 0: give at least one round");
+    }
+    if args.backend != Backend::Cpu {
+        anyhow::bail!("--backend wgpu: the reference measures PyTorch on the CPU; compare with --backend cpu");
+    }
+    for name in args.models.iter() {
+        if crate::bench_reference::reference_name(name).is_none() {
+            anyhow::bail!("--models {name}: the reference has no such model; it has the six presets");
+        }
+    }
+    let reference = Reference {
+        python: args.python.clone(),
+        script: script.to_path_buf(),
+        n_steps: args.n_steps,
+        internal_batch_size: args.internal_batch_size,
+        reps: args.reps,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        train: args.train_steps > 0,
+    };
+    reference.check()?;
+    Ok(reference)
+}
+
+/// One preset measured: IG, inference and (unless `--train-steps 0`) training.
+fn measure(
+    config: &ModelConfig,
+    args: &BenchArgs,
+    selected: &Selected,
+    training_workers: usize,
+) -> anyhow::Result<Figures> {
+    let model = config.init(&selected.device).valid();
+    let device = &selected.device;
+    let ids = random_ids(1, args.seq_len, config.vocab_size, 7);
+    let special: Vec<bool> = (0..args.seq_len).map(|p| p == 0 || p == args.seq_len - 1).collect();
+    let input = ExplainInput {
+        ids: &ids,
+        special: &special,
+        pad_id: Some(0),
+        mask_id: Some(special_ids(config.vocab_size).2),
+    };
+    let options = ExplainOptions {
+        n_steps: args.n_steps,
+        method: args.method,
+        internal_batch_size: Some(args.internal_batch_size),
+        workers: selected.workers,
+        ..ExplainOptions::default()
+    };
+    pollster::block_on(explain(&model, &input, &options))?; // warm-up
+    let ig_seconds = median_seconds(args.reps, || Ok(pollster::block_on(explain(&model, &input, &options))?))?;
+
+    // Inference as `trainer run` does it (`predict_logits`): on the CPU the batch is split
+    // between the workers' threads.
+    let texts: Vec<Vec<u32>> = random_ids(args.batch, args.seq_len, config.vocab_size, 11)
+        .chunks(args.seq_len)
+        .map(|c| c.to_vec())
+        .collect();
+    let all: Vec<usize> = (0..texts.len()).collect();
+    let workers = inference_workers(device);
+    batch_logits(&model, &texts, &all, workers)?; // warm-up
+    let forward_seconds = median_seconds(args.reps, || batch_logits(&model, &texts, &all, workers))?;
+    let train_seqs = if args.train_steps > 0 {
+        train_throughput(config, args, device, training_workers)?
+    } else {
+        f64::NAN
+    };
+    Ok(Figures {
+        ig_seconds,
+        forward_seqs: args.batch as f64 / forward_seconds,
+        train_seqs,
+    })
+}
+
+/// One preset's row of the plain table, with the achieved GFLOP/s.
+fn print_row(name: &str, config: &ModelConfig, args: &BenchArgs, figures: &Figures) {
+    let (linear, attention, head) = forward_flops(config, args.seq_len);
+    let ig_gflops = ig_flops(config, args.seq_len, args.n_steps) / figures.ig_seconds / 1e9;
+    let fwd_gflops = (linear + attention + head) * figures.forward_seqs / 1e9;
+    // Forward + backward with weight gradients ≈ 3 × forward (the reference's count).
+    let train_gflops = 3.0 * (linear + attention + head) * figures.train_seqs / 1e9;
+    println!(
+        "{:<14} {:>12} {:>10.3} {:>10.1} {:>13.1} {:>11.1} {:>11.2} {:>11.1} {:>7.1}%",
+        name,
+        config.num_params(),
+        figures.ig_seconds,
+        ig_gflops,
+        figures.forward_seqs,
+        fwd_gflops,
+        figures.train_seqs,
+        train_gflops,
+        100.0 * cls_only_skipped(config, args.seq_len)
+    );
+}
+
+/// The paired table: per preset and measure, the medians of Astrid's and the reference's
+/// figures and the median of the per-round ratios, with each round's ratio.
+fn print_paired(names: &[String], paired: &[Paired]) {
+    println!("Medians over the rounds, Astrid / PyTorch; the ratio is the median of the rounds' ratios");
+    println!("(IG: Astrid's time over Captum's, below 1 is faster; forward and training: Astrid's");
+    println!("sequences/s over PyTorch's, above 1 is faster), each round's in brackets.\n");
+    println!(
+        "{:<14} {:<38} {:<38} {:<38}",
+        "model", "IG s/explanation", "forward seq/s", "training seq/s"
+    );
+    for (name, paired) in names.iter().zip(paired) {
+        let ratios = paired.ratios();
+        let cell = |index: usize, decimals: usize| {
+            let pick = |f: &Figures| [f.ig_seconds, f.forward_seqs, f.train_seqs][index];
+            let ours = median(paired.rounds.iter().map(|(a, _)| pick(a)).collect());
+            let theirs = median(paired.rounds.iter().map(|(_, r)| pick(r)).collect());
+            let each: Vec<String> = ratios.iter().map(|r| format!("{:.2}", r[index])).collect();
+            let ratio = median(ratios.iter().map(|r| r[index]).collect());
+            format!(
+                "{ours:.decimals$} / {theirs:.decimals$} {ratio:.2}x [{}]",
+                each.join(" ")
+            )
+        };
+        println!("{:<14} {:<38} {:<38} {:<38}", name, cell(0, 3), cell(1, 1), cell(2, 2));
+    }
 }
 
 /// Training sequences per second: AdamW steps on random batches of full-length sequences.
@@ -362,6 +509,49 @@ mod tests {
         let rest_of_cls = 2.0 * (2.0 * h * h + 2.0 * h * i) + 2.0 * 2.0 * 128.0 * h;
         assert!((skipped * total - (layer - keys_and_values - rest_of_cls)).abs() < 1e-6 * total);
         assert!(skipped > 0.4 && skipped < 0.5, "{skipped}");
+    }
+
+    /// `--against` refuses, before measuring anything, settings the reference does not
+    /// measure with, and a script that is not there.
+    #[test]
+    fn the_reference_comparison_refuses_settings_it_cannot_match() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let script = std::env::current_exe().expect("this test's binary: a file that exists");
+        let script = script.to_str().expect("a UTF-8 path");
+        let refused = |extra: &[&str]| {
+            let args = Cli::try_parse_from([&["bench", "--against", script], extra].concat())
+                .expect("arguments")
+                .bench;
+            let path = args.against.clone().expect("--against");
+            reference(&args, &path).err().map(|e| format!("{e:#}"))
+        };
+        assert_eq!(refused(&[]), None);
+        for (extra, named) in [
+            (&["--seq-len", "64"][..], "--seq-len 64"),
+            (&["--batch", "8"], "--batch 8"),
+            (&["--train-batch", "4"], "--train-batch 4"),
+            (&["--method", "riemann_left"], "--method"),
+            (&["--backend", "wgpu"], "--backend wgpu"),
+            (&["--rounds", "0"], "--rounds 0"),
+            (&["--models", "minilm,tiny_test"], "--models tiny_test"),
+        ] {
+            let error = refused(extra).expect("refused");
+            assert!(error.contains(named), "{extra:?}: {error}");
+        }
+        let absent = Cli::try_parse_from(["bench", "--against", "/nonexistent/bench.py"])
+            .expect("arguments")
+            .bench;
+        let error = reference(&absent, absent.against.as_ref().expect("--against")).expect_err("absent");
+        assert!(format!("{error:#}").contains("no such file"), "{error:#}");
+        assert!(
+            Cli::try_parse_from(["bench", "--rounds", "2"]).is_err(),
+            "--rounds needs --against"
+        );
     }
 
     #[test]

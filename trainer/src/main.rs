@@ -5,6 +5,7 @@
 mod align;
 mod baselines;
 mod bench;
+mod bench_reference;
 mod calibration;
 mod checkpoints;
 mod clock;
