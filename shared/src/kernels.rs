@@ -15,13 +15,16 @@
 //!   threads with no head split or merge copies, the scores going straight into a masked row
 //!   softmax (one pass each way, where burn's autodiff took five operations).
 //! - Layer norm under autodiff (the `layer_norm` module) is one pass keeping what its backward
-//!   step needs, where burn's autodiff ran ten operations.
+//!   step needs, where burn's autodiff ran ten operations; after a residual connection
+//!   ([`add_layer_norm`]) it reads the sum's two terms, which burn-flex would have added on
+//!   one thread.
 //!
 //! Against burn's own operations: GELU within 3e-7·max(1, |x|), its derivative within
 //! 1e-6·max(1, |x|), the attention softmax and its gradient within 1e-6, the linear layer 1e-5,
 //! attention and layer norm 2e-5 relative (tested). The operations are a burn backend extension
-//! ([`FusedKernels`]) for flex and for autodiff over flex; [`linear`], [`gelu`], [`attention`]
-//! and [`layer_norm`] use them on a flex device and burn's operations on any other.
+//! ([`FusedKernels`]) for flex and for autodiff over flex; [`linear`], [`gelu`], [`attention`],
+//! [`layer_norm`] and [`add_layer_norm`] use them on a flex device and burn's operations on
+//! any other.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
