@@ -294,9 +294,15 @@ echo '{"models": [{"model": "Step5_Custom2x384", "ig": {"25": {"median_s": 0.5}}
         let silent = reference.measure("custom_2x384").expect_err("no results file");
         assert!(format!("{silent:#}").contains("0 results files"), "{silent:#}");
 
+        let no_python = Reference {
+            python: dir.join("no-such-python"),
+            ..reference
+        };
+        let unstarted = no_python.measure("custom_2x384").expect_err("no interpreter");
+        assert!(format!("{unstarted:#}").contains("--python"), "{unstarted:#}");
         let absent = Reference {
             script: dir.join("absent.py"),
-            ..reference
+            ..no_python
         };
         assert!(format!("{:#}", absent.check().expect_err("absent")).contains("no such file"));
         std::fs::remove_dir_all(dir).expect("cleanup");
