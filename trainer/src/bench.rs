@@ -169,7 +169,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.train_batch,
         training_workers
     );
-    let measure = |config: &ModelConfig| measure(config, &args, &selected, training_workers);
+    let measure_preset = |config: &ModelConfig| measure(config, &args, &selected, training_workers);
     match reference {
         None => {
             println!(
@@ -189,7 +189,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "skipped"
             );
             for (name, config) in names.iter().zip(&configs) {
-                let figures = measure(config)?;
+                let figures = measure_preset(config)?;
                 print_row(name, config, &args, &figures);
             }
         }
@@ -200,11 +200,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     // Alternating order, so that neither side always runs on a warmer or
                     // cooler machine.
                     let (astrid, theirs) = if round % 2 == 0 {
-                        let astrid = measure(config)?;
+                        let astrid = measure_preset(config)?;
                         (astrid, reference.measure(name)?)
                     } else {
                         let theirs = reference.measure(name)?;
-                        (measure(config)?, theirs)
+                        (measure_preset(config)?, theirs)
                     };
                     println!(
                         "round {}: {name:<14} IG {:.3} / {:.3} s, forward {:.1} / {:.1} seq/s, training {:.2} / {:.2} seq/s (Astrid / PyTorch)",

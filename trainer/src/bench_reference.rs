@@ -178,9 +178,15 @@ fn scratch_directory() -> anyhow::Result<PathBuf> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let path = std::env::temp_dir().join(format!("astrid-reference-{}-{stamp}", std::process::id()));
-    std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(path)
+    new_directory(&std::env::temp_dir().join(format!("astrid-reference-{}-{stamp}", std::process::id())))
+}
+
+/// Creates `path`, which must not exist yet: the directory is then this run's own, and
+/// [`Reference::measure`] may remove it whole afterwards. One that exists (anyone's) is an
+/// error and is left as it is.
+fn new_directory(path: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir(path).with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    Ok(path.to_path_buf())
 }
 
 /// One preset's paired figures over the rounds: Astrid's, the reference's, and the ratios
@@ -306,6 +312,25 @@ echo '{"models": [{"model": "Step5_Custom2x384", "ig": {"25": {"median_s": 0.5}}
         };
         assert!(format!("{:#}", absent.check().expect_err("absent")).contains("no such file"));
         std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    /// Only a directory the run created itself is ever removed: a scratch path that already
+    /// exists, with someone's file in it, is refused and left intact.
+    #[test]
+    fn an_existing_directory_is_never_taken_as_scratch_space() {
+        let parent = scratch_directory().expect("scratch");
+        let theirs = parent.join("theirs");
+        std::fs::create_dir(&theirs).expect("a user's directory");
+        std::fs::write(theirs.join("notes.txt"), "keep me").expect("a user's file");
+        let refused = new_directory(&theirs).expect_err("an existing directory");
+        assert!(format!("{refused:#}").contains("must not exist"), "{refused:#}");
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("notes.txt")).expect("intact"),
+            "keep me"
+        );
+        let fresh = new_directory(&parent.join("fresh")).expect("a new directory");
+        assert!(fresh.is_dir() && std::fs::read_dir(&fresh).expect("listing").next().is_none());
+        std::fs::remove_dir_all(parent).expect("cleanup");
     }
 
     #[test]
