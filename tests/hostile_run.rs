@@ -85,9 +85,21 @@ fn a_run_resumes_only_with_the_same_data_and_settings() {
     let results: astrid::schema::RunResults =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results.thresholds.min_similarity, 0.25);
-    assert_eq!(results.settings["training"]["patience"], 2);
-    assert_eq!(results.settings["training"]["weight_decay"], 0.01);
-    assert_eq!(results.settings["data"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        serde_json::to_value(&results.settings).unwrap()["training"]["patience"],
+        2
+    );
+    assert_eq!(
+        serde_json::to_value(&results.settings).unwrap()["training"]["weight_decay"],
+        0.01
+    );
+    assert_eq!(
+        serde_json::to_value(&results.settings).unwrap()["data"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
 }
 
 /// Defect 5: a rejected command writes nothing, so the corrected one is not refused.

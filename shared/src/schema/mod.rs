@@ -6,10 +6,14 @@
 pub mod bundle;
 pub mod explanation;
 pub mod results;
+pub mod settings;
 
 pub use bundle::{FileEntry, Manifest, ManifestModel};
 pub use explanation::ExplanationRecord;
 pub use results::{
     Agreements, BaselineOutput, Behaviour, Calibration, DataSummary, Estimate, Faithfulness, ModelResult, Positions,
-    Role, RunResults, SimilarityMode, TextAttribution, Thresholds,
+    Role, RunResults, SimilarityMode, TextAttribution, Thresholds, Verdict,
+};
+pub use settings::{
+    AlignSettings, AlignViews, EvidenceSettings, Objective, RUN_FORMAT, RunSettings, SelectBy, Suite, TargetChoice,
 };

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::settings::{Objective, RunSettings};
+
 /// The version of the `results.json` layout.
 pub const RESULTS_FORMAT: u32 = 1;
 /// The results file of a run directory.
@@ -83,6 +85,28 @@ pub struct Thresholds {
     pub min_behavioural: Option<f64>,
     #[serde(default)]
     pub positions: Positions,
+}
+
+impl Thresholds {
+    /// The similarity part of the rule: `similarity ≥ 0.8` or `calibrated similarity ≥ 0.8`.
+    pub fn similarity_rule(&self) -> String {
+        match self.similarity_mode {
+            SimilarityMode::Absolute => format!("similarity ≥ {}", self.min_similarity),
+            SimilarityMode::Calibrated => format!("calibrated similarity ≥ {}", self.min_calibrated),
+        }
+    }
+
+    /// The whole decision rule a student must pass, as the report and the terminal state it.
+    pub fn rule(&self) -> String {
+        let mut rule = format!("accuracy ≥ {}, {}", self.min_accuracy, self.similarity_rule());
+        if let Some(x) = self.min_faithfulness {
+            rule.push_str(&format!(", comprehensiveness ≥ {x} above random"));
+        }
+        if let Some(x) = self.min_behavioural {
+            rule.push_str(&format!(", behavioural agreement ≥ {x}"));
+        }
+        rule
+    }
 }
 
 fn default_top_k() -> usize {
@@ -227,8 +251,9 @@ pub struct ModelResult {
     pub name: String,
     pub role: Role,
     /// How it was trained: independent (labels only), distill (and the teacher's logits) or
-    /// align (and the teacher's probabilities on aligned views); empty in older results.
-    pub objective: String,
+    /// align (and the teacher's probabilities on aligned views); `None` in older results.
+    #[serde(deserialize_with = "objective_or_empty")]
+    pub objective: Option<Objective>,
     /// Where its training started: `checkpoint SOURCE` (a directory, or a Hub id at its
     /// commit), the teacher's layers, or `scratch`; empty in older results.
     pub starts_from: String,
@@ -288,7 +313,78 @@ pub struct ModelResult {
     pub behaviour: Option<Behaviour>,
     /// Each candidate baseline's output for this model.
     pub baseline_outputs: Vec<BaselineOutput>,
-    pub verdict: String,
+    pub verdict: Verdict,
+}
+
+/// An objective, or the empty string older results hold for "not recorded".
+fn objective_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Objective>, D::Error> {
+    let name: Option<String> = Option::deserialize(d)?;
+    match name.as_deref() {
+        None | Some("") => Ok(None),
+        Some(name) => name.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// What the decision rule made of a model. Stored as the sentence the report shows
+/// ("keep", "drop: accuracy 0.600 < 0.7, …"), so results files and bundles read the same.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Verdict {
+    /// No decision recorded.
+    #[default]
+    Undecided,
+    /// The reference every student is compared with.
+    Teacher,
+    /// Passes the rule.
+    Keep,
+    /// Passes the rule and is the smallest that does.
+    Recommended,
+    /// Fails the rule, for these reasons.
+    Drop(Vec<String>),
+}
+
+const TEACHER_VERDICT: &str = "teacher (reference)";
+const KEEP_VERDICT: &str = "keep";
+const RECOMMENDED_VERDICT: &str = "keep (recommended: smallest that passes)";
+const DROP_PREFIX: &str = "drop: ";
+
+impl Verdict {
+    /// Kept by the rule (recommended or not).
+    pub fn keeps(&self) -> bool {
+        matches!(self, Verdict::Keep | Verdict::Recommended)
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Undecided => Ok(()),
+            Verdict::Teacher => f.write_str(TEACHER_VERDICT),
+            Verdict::Keep => f.write_str(KEEP_VERDICT),
+            Verdict::Recommended => f.write_str(RECOMMENDED_VERDICT),
+            Verdict::Drop(reasons) => write!(f, "{DROP_PREFIX}{}", reasons.join(", ")),
+        }
+    }
+}
+
+impl From<Verdict> for String {
+    fn from(v: Verdict) -> String {
+        v.to_string()
+    }
+}
+
+impl From<String> for Verdict {
+    fn from(s: String) -> Verdict {
+        match s.as_str() {
+            TEACHER_VERDICT => Verdict::Teacher,
+            KEEP_VERDICT => Verdict::Keep,
+            RECOMMENDED_VERDICT => Verdict::Recommended,
+            _ => match s.strip_prefix(DROP_PREFIX) {
+                Some(reasons) => Verdict::Drop(reasons.split(", ").map(str::to_string).collect()),
+                None => Verdict::Undecided,
+            },
+        }
+    }
 }
 
 /// Below this mean drop of probability, removing a model's top tokens changes nothing worth
@@ -305,9 +401,8 @@ pub const MIN_SIGNAL: f64 = 0.05;
 pub struct RunResults {
     pub format: u32,
     pub data: DataSummary,
-    /// The run's fingerprint as `run.json` holds it (the trainer's `RunSettings`): shown,
-    /// not interpreted, by readers other than the trainer.
-    pub settings: serde_json::Value,
+    /// The run's fingerprint, as `run.json` holds it.
+    pub settings: RunSettings,
     pub backend: String,
     pub thresholds: Thresholds,
     /// Teacher first.
@@ -377,7 +472,10 @@ mod tests {
                 test: 1,
                 ..DataSummary::default()
             },
-            settings: serde_json::json!({"format": 2}),
+            settings: RunSettings {
+                format: 2,
+                ..RunSettings::default()
+            },
             backend: "cpu".into(),
             thresholds: Thresholds::default(),
             models: vec![
@@ -421,6 +519,37 @@ mod tests {
         assert_eq!(row.signal(), Some(0.25));
         let line = serde_json::to_string(&row).unwrap();
         assert_eq!(serde_json::from_str::<TextAttribution>(&line).unwrap(), row);
+    }
+
+    #[test]
+    fn verdicts_read_back_as_written() {
+        for v in [
+            Verdict::Teacher,
+            Verdict::Keep,
+            Verdict::Recommended,
+            Verdict::Drop(vec!["accuracy 0.600 < 0.7".into(), "similarity 0.500 < 0.8".into()]),
+        ] {
+            let text = serde_json::to_string(&v).unwrap();
+            assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), v, "{text}");
+        }
+        assert_eq!(Verdict::Drop(vec!["a".into(), "b".into()]).to_string(), "drop: a, b");
+        assert!(Verdict::Recommended.keeps() && !Verdict::Teacher.keeps());
+        let old: ModelResult = serde_json::from_str(r#"{"name": "s", "objective": "", "verdict": "keep"}"#).unwrap();
+        assert_eq!((old.objective, old.verdict), (None, Verdict::Keep));
+        let new: ModelResult = serde_json::from_str(r#"{"objective": "align"}"#).unwrap();
+        assert_eq!(new.objective, Some(Objective::Align));
+    }
+
+    #[test]
+    fn the_rule_is_stated_once_with_its_optional_parts() {
+        let mut t = Thresholds::default();
+        assert_eq!(t.rule(), "accuracy ≥ 0.7, similarity ≥ 0.8");
+        t.similarity_mode = SimilarityMode::Calibrated;
+        t.min_behavioural = Some(0.5);
+        assert_eq!(
+            t.rule(),
+            "accuracy ≥ 0.7, calibrated similarity ≥ 0.8, behavioural agreement ≥ 0.5"
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn load(path: &Path, columns: &Columns) -> anyhow::Result<Dataset> {
     }
     // Read once: the run is bound to exactly these bytes by their hash.
     let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
-    let sha256 = crate::fingerprint::sha256_hex(&bytes);
+    let sha256 = crate::util::digest::sha256_hex(&bytes);
     let text = strip_bom(&bytes);
     if text.iter().all(u8::is_ascii_whitespace) {
         bail!("{shown}: the file is empty; it needs a header row (CSV/TSV) or JSON lines, then labelled texts");

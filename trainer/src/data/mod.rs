@@ -4,6 +4,7 @@
 pub mod load;
 pub mod split;
 pub mod synthetic;
+pub mod vocab;
 
 use serde::{Deserialize, Serialize};
 

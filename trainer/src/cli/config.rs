@@ -1,0 +1,112 @@
+//! `trainer run --config FILE`: settings from a TOML or JSON file whose keys are the flags'
+//! names without the dashes (`batch-size = 8`), under the flags given on the command line.
+//! A run's `run.json` is such a file: its `config` holds every setting of the run.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde_json::{Map, Value};
+use trainer::settings::RunConfig;
+
+use super::run::RunArgs;
+
+/// The key of `run.json` that holds a run's settings as a config.
+const RUN_FILE_CONFIG_KEY: &str = "config";
+
+/// The settings of a run: the flags given on the command line, over `--config`'s file, over
+/// the defaults. `matches` are the `run` subcommand's (they say which flags were given).
+pub fn run_config(args: &RunArgs, matches: &ArgMatches) -> anyhow::Result<RunConfig> {
+    let Value::Object(mut values) = serde_json::to_value(args)? else {
+        bail!("the run's options are not a table");
+    };
+    let Some(path) = &args.config else {
+        return Ok(serde_json::from_value(Value::Object(values))?);
+    };
+    let file = read(path)?;
+    for (key, value) in &file {
+        if !values.contains_key(key) {
+            bail!("{}: unknown key '{key}'{}", path.display(), suggestion(key, &values));
+        }
+        let id = key.replace('-', "_");
+        if matches.value_source(&id) != Some(ValueSource::CommandLine) {
+            values.insert(key.clone(), value.clone());
+        }
+    }
+    typed(values, &file, path)
+}
+
+/// The file's keys and values: TOML, or JSON when it ends in `.json` or starts with `{`; from
+/// a `run.json`, its `config`.
+fn read(path: &Path) -> anyhow::Result<Map<String, Value>> {
+    if path.is_dir() {
+        bail!("--config {}: is a directory; give a TOML or JSON file", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("--config {}: cannot read", path.display()))?;
+    let json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let value: Value = if json {
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?
+    } else {
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not valid TOML: {e}", path.display()))?
+    };
+    let Value::Object(mut map) = value else {
+        bail!("{}: expected a table of settings (key = value)", path.display());
+    };
+    if !map.contains_key("format") {
+        return Ok(map);
+    }
+    match map.remove(RUN_FILE_CONFIG_KEY) {
+        Some(Value::Object(config)) => Ok(config),
+        _ => bail!(
+            "{}: a run.json without its settings (written by an earlier version of trainer); give a config file",
+            path.display()
+        ),
+    }
+}
+
+/// The merged values as settings; a value of the wrong type is named by its key.
+fn typed(values: Map<String, Value>, file: &Map<String, Value>, path: &Path) -> anyhow::Result<RunConfig> {
+    let error = match serde_json::from_value(Value::Object(values)) {
+        Ok(config) => return Ok(config),
+        Err(e) => e,
+    };
+    let Value::Object(defaults) = serde_json::to_value(RunConfig::default())? else {
+        bail!("{}: {error}", path.display());
+    };
+    for (key, value) in file {
+        let mut one = defaults.clone();
+        one.insert(key.clone(), value.clone());
+        if let Err(e) = serde_json::from_value::<RunConfig>(Value::Object(one)) {
+            bail!("{}: key '{key}': {e}", path.display());
+        }
+    }
+    bail!("{}: {error}", path.display())
+}
+
+/// Edits that turn `a` into `b` (Levenshtein).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (here + 1).min(row[j] + 1).min(previous + usize::from(ca != *cb));
+            previous = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// What to say after "unknown key": the closest known key, when one is close.
+fn suggestion(key: &str, known: &Map<String, Value>) -> String {
+    known
+        .keys()
+        .map(|k| (distance(key, k), k))
+        .min()
+        .filter(|(d, _)| *d <= 2)
+        .map(|(_, k)| format!("; did you mean '{k}'? (keys are the flags' names without the dashes)"))
+        .unwrap_or_else(|| "; keys are the flags' names without the dashes, e.g. batch-size = 8".to_string())
+}

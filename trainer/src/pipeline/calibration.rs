@@ -1,0 +1,303 @@
+//! The calibration stage: what a student's similarity to the teacher is measured against.
+//! The ceiling is the teacher's agreement with its own retrained copies (an equally good model
+//! of the same kind); the floor is chance (an untrained model of the teacher's shape, and the
+//! teacher's attributions shuffled within each text). A student's calibrated score says where
+//! its similarity lies between the two. The teacher is checked first: a reference that its own
+//! copies disagree with, or that took the planted shortcut, is said to be unreliable.
+
+use astrid::schema::{Agreements, Calibration, ModelResult, Positions, Role, TextAttribution};
+
+use crate::data::split::SplitMix64;
+use crate::pipeline::comparison::{TextAgreement, agreements, text_agreement};
+use crate::training::metrics::{mean_at, paired_bootstrap};
+
+/// Shuffles per text for the permutation floor: enough that its mean is stable.
+const PERMUTATIONS: usize = 20;
+/// The teacher's accuracy may lie this far below its copies' mean before it is questioned.
+const ACCURACY_TOLERANCE: f64 = 0.05;
+
+/// The explanations the calibration compares, each one row per explained text.
+pub struct CalibrationInputs<'a> {
+    pub teacher: &'a [TextAttribution],
+    /// One set per retrained copy, with its seed and test accuracy.
+    pub references: Vec<(u64, f64, &'a [TextAttribution])>,
+    pub untrained: &'a [TextAttribution],
+}
+
+/// Per-text cosines the calibrated score needs, kept for its paired bootstrap.
+struct PerText {
+    ceiling: Option<Vec<f64>>,
+    floor_untrained: Vec<f64>,
+    floor_permuted: Vec<f64>,
+}
+
+/// The teacher's attributions with the real tokens' values shuffled (special tokens stay).
+fn permuted(row: &TextAttribution, rng: &mut SplitMix64) -> Vec<f32> {
+    let positions: Vec<usize> = (0..row.special.len()).filter(|&i| !row.special[i]).collect();
+    let mut values: Vec<f32> = positions.iter().map(|&i| row.attributions[i]).collect();
+    rng.shuffle(&mut values);
+    let mut out = row.attributions.clone();
+    for (&i, v) in positions.iter().zip(values) {
+        out[i] = v;
+    }
+    out
+}
+
+/// Measures the ceiling and the floors, fills each student's calibrated score, and checks the
+/// teacher (`results` teacher first, `students` their explanations in the same order).
+pub fn calibrate(
+    results: &mut [ModelResult],
+    students: &[&[TextAttribution]],
+    inputs: &CalibrationInputs,
+    top_k: usize,
+    positions: Positions,
+    seed: u64,
+) -> anyhow::Result<Calibration> {
+    let teacher = inputs.teacher;
+    let agree = |other: &[TextAttribution]| -> anyhow::Result<Vec<TextAgreement>> {
+        teacher
+            .iter()
+            .zip(other)
+            .map(|(t, o)| text_agreement(t, &o.attributions, top_k, positions))
+            .collect()
+    };
+    // Ceiling: per text, the mean over the copies.
+    let per_copy: Vec<Vec<TextAgreement>> = inputs
+        .references
+        .iter()
+        .map(|(_, _, rows)| agree(rows))
+        .collect::<anyhow::Result<_>>()?;
+    let ceiling_texts: Option<Vec<TextAgreement>> = (!per_copy.is_empty()).then(|| {
+        (0..teacher.len())
+            .map(|j| TextAgreement::mean(&per_copy.iter().map(|c| c[j]).collect::<Vec<_>>()))
+            .collect()
+    });
+    // The copies with each other: per text, the mean over pairs.
+    let mut between_texts: Option<Vec<TextAgreement>> = None;
+    if inputs.references.len() >= 2 {
+        let mut per_text = Vec::with_capacity(teacher.len());
+        for j in 0..teacher.len() {
+            let mut pairs = Vec::new();
+            for (a, (_, _, ra)) in inputs.references.iter().enumerate() {
+                for (_, _, rb) in &inputs.references[a + 1..] {
+                    pairs.push(text_agreement(&ra[j], &rb[j].attributions, top_k, positions)?);
+                }
+            }
+            per_text.push(TextAgreement::mean(&pairs));
+        }
+        between_texts = Some(per_text);
+    }
+    let untrained_texts = agree(inputs.untrained)?;
+    let mut rng = SplitMix64::new(seed ^ 0x5045_524d);
+    let permuted_texts: Vec<TextAgreement> = teacher
+        .iter()
+        .map(|t| {
+            let parts = (0..PERMUTATIONS)
+                .map(|_| text_agreement(t, &permuted(t, &mut rng), top_k, positions))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(TextAgreement::mean(&parts))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let cosines = |texts: &[TextAgreement]| texts.iter().map(|a| a.cosine).collect::<Vec<f64>>();
+    let per_text = PerText {
+        ceiling: ceiling_texts.as_deref().map(cosines),
+        floor_untrained: cosines(&untrained_texts),
+        floor_permuted: cosines(&permuted_texts),
+    };
+    let ceiling = ceiling_texts.as_deref().map(|t| agreements(t, seed));
+    let between_references = between_texts.as_deref().map(|t| agreements(t, seed));
+    let floor_untrained = agreements(&untrained_texts, seed);
+    let floor_permuted = agreements(&permuted_texts, seed);
+    let floor = floor_untrained.cosine.mean.max(floor_permuted.cosine.mean);
+
+    for (result, rows) in results.iter_mut().filter(|r| r.role == Role::Student).zip(students) {
+        let student: Vec<f64> = teacher
+            .iter()
+            .zip(rows.iter())
+            .map(|(t, s)| text_agreement(t, &s.attributions, top_k, positions).map(|a| a.cosine))
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(e) = calibrated_score(&student, &per_text, seed) {
+            result.calibrated_mean = Some(e.mean);
+            result.calibrated_ci = Some(e.ci);
+        }
+    }
+    let teacher_warnings = check_teacher(results, inputs, ceiling.as_ref(), between_references.as_ref(), floor);
+    let ceiling_warnings = check_copies(results, inputs);
+    Ok(Calibration {
+        reference_seeds: inputs.references.iter().map(|(s, _, _)| *s).collect(),
+        reference_accuracy: inputs.references.iter().map(|(_, a, _)| *a).collect(),
+        ceiling,
+        between_references,
+        floor_untrained,
+        floor_permuted,
+        floor,
+        teacher_warnings,
+        ceiling_warnings,
+    })
+}
+
+/// Copies clearly less accurate than the teacher are not "equally good models": agreement
+/// with them understates what an equally good model reaches.
+fn check_copies(results: &[ModelResult], inputs: &CalibrationInputs) -> Vec<String> {
+    let Some(teacher) = results.iter().find(|r| r.role == Role::Teacher) else {
+        return Vec::new();
+    };
+    inputs
+        .references
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, accuracy, _))| *accuracy < teacher.accuracy - ACCURACY_TOLERANCE)
+        .map(|(i, (seed, accuracy, _))| {
+            format!(
+                "copy {} (seed {seed}) reaches test accuracy {accuracy:.3} against the teacher's {:.3}: not an equally good model \
+                 (on the embedded default, a copy can take the planted shortcut), so the ceiling is lower than equally good \
+                 models would give and calibrated scores above 1 are to be expected",
+                i + 1,
+                teacher.accuracy
+            )
+        })
+        .collect()
+}
+
+/// (student − floor) / (ceiling − floor) of the means over a sample of texts, the floor being
+/// the higher of the two chance levels on that sample; `None` without a ceiling or when the
+/// ceiling is not above the floor.
+fn calibrated_score(student: &[f64], per_text: &PerText, seed: u64) -> Option<astrid::schema::Estimate> {
+    let ceiling = per_text.ceiling.as_ref()?;
+    let score = |sample: &[usize]| {
+        let floor = mean_at(&per_text.floor_untrained, sample).max(mean_at(&per_text.floor_permuted, sample));
+        let span = mean_at(ceiling, sample) - floor;
+        if span <= 1e-9 {
+            return f64::NAN;
+        }
+        (mean_at(student, sample) - floor) / span
+    };
+    paired_bootstrap(student.len(), seed, score)
+}
+
+/// Why the teacher is not a reference to measure students against, if anything says so.
+fn check_teacher(
+    results: &[ModelResult],
+    inputs: &CalibrationInputs,
+    ceiling: Option<&Agreements>,
+    between: Option<&Agreements>,
+    floor: f64,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(teacher) = results.iter().find(|r| r.role == Role::Teacher) else {
+        return warnings;
+    };
+    if let (Some(c), Some(b)) = (ceiling, between)
+        && c.cosine.ci[1] < b.cosine.ci[0]
+    {
+        warnings.push(format!(
+            "the teacher agrees with its retrained copies at {:.3} [{:.3}, {:.3}] while they agree with each other at {:.3} [{:.3}, {:.3}]: \
+             its reasons are not the ones retraining finds",
+            c.cosine.mean, c.cosine.ci[0], c.cosine.ci[1], b.cosine.mean, b.cosine.ci[0], b.cosine.ci[1]
+        ));
+    }
+    if let Some(c) = ceiling
+        && c.cosine.mean <= floor
+    {
+        warnings.push(format!(
+            "the teacher's retrained copies agree with it at {:.3}, no better than chance ({floor:.3}): its explanations are noise at this size",
+            c.cosine.mean
+        ));
+    }
+    if !inputs.references.is_empty() {
+        let mean: f64 = inputs.references.iter().map(|(_, a, _)| a).sum::<f64>() / inputs.references.len() as f64;
+        if teacher.accuracy < mean - ACCURACY_TOLERANCE {
+            warnings.push(format!(
+                "the teacher's test accuracy {:.3} is below its retrained copies' ({}): this training run went wrong",
+                teacher.accuracy,
+                inputs
+                    .references
+                    .iter()
+                    .map(|(_, a, _)| format!("{a:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if let (Some(shortcut), Some(rationale)) = (teacher.shortcut_mass, teacher.rationale_mass)
+        && shortcut > rationale
+    {
+        warnings.push(format!(
+            "the teacher puts more of its attribution on the planted shortcut ({shortcut:.3}) than on the rationale ({rationale:.3}): \
+             it took the shortcut, and students that share its reasons share its mistake"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_text(ceiling: f64, untrained: f64, permuted: f64, n: usize) -> PerText {
+        PerText {
+            ceiling: Some(vec![ceiling; n]),
+            floor_untrained: vec![untrained; n],
+            floor_permuted: vec![permuted; n],
+        }
+    }
+
+    #[test]
+    fn calibrated_score_is_one_at_the_ceiling_and_zero_at_the_floor() {
+        let p = per_text(0.6, 0.1, 0.2, 12);
+        let at = |s: f64| calibrated_score(&[s; 12], &p, 1).unwrap();
+        assert!((at(0.6).mean - 1.0).abs() < 1e-12);
+        assert!((at(0.2).mean - 0.0).abs() < 1e-12, "the higher floor counts");
+        assert!((at(0.4).mean - 0.5).abs() < 1e-12);
+        assert!(at(0.9).mean > 1.0);
+        assert_eq!(calibrated_score(&[0.5; 12], &per_text(0.2, 0.1, 0.2, 12), 1), None);
+        let none = PerText {
+            ceiling: None,
+            ..per_text(0.6, 0.1, 0.2, 12)
+        };
+        assert_eq!(calibrated_score(&[0.5; 12], &none, 1), None);
+    }
+
+    #[test]
+    fn a_copy_clearly_worse_than_the_teacher_is_named() {
+        let results = vec![ModelResult {
+            role: Role::Teacher,
+            accuracy: 0.95,
+            ..ModelResult::default()
+        }];
+        let inputs = CalibrationInputs {
+            teacher: &[],
+            references: vec![(108, 0.78, &[]), (109, 0.93, &[])],
+            untrained: &[],
+        };
+        let warnings = check_copies(&results, &inputs);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("copy 1 (seed 108) reaches test accuracy 0.780"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_permutation_keeps_special_tokens_and_the_values() {
+        let row = TextAttribution {
+            index: 0,
+            tokens: ["[CLS]", "a", "b", "c", "[SEP]"].map(String::from).to_vec(),
+            special: vec![true, false, false, false, true],
+            attributions: vec![9.0, 1.0, 2.0, 3.0, 8.0],
+            target: 0,
+            probs: vec![1.0],
+            convergence_delta: None,
+            label: 0,
+            f_input: None,
+            f_baseline: None,
+            gradient_evaluations: None,
+        };
+        let p = permuted(&row, &mut SplitMix64::new(3));
+        assert_eq!((p[0], p[4]), (9.0, 8.0));
+        let mut inner = p[1..4].to_vec();
+        inner.sort_by(f32::total_cmp);
+        assert_eq!(inner, vec![1.0, 2.0, 3.0]);
+    }
+}

@@ -1,0 +1,274 @@
+//! The decision rule: which students to keep, and which one to recommend.
+
+use astrid::schema::{Calibration, ModelResult, Objective, Role, SimilarityMode, Thresholds, Verdict};
+
+/// The decision framework's outcome.
+pub struct Decision {
+    pub recommended: Option<String>,
+    pub explanation: String,
+}
+
+/// Keeps students with accuracy ≥ `min_accuracy` and similarity ≥ `min_similarity` (or, in
+/// calibrated mode, a calibrated score ≥ `min_calibrated`), and the optional minimums on
+/// faithfulness and behavioural agreement; recommends the smallest (fewest parameters); marks
+/// each model's verdict. The explanation says first when the teacher is not a reliable
+/// reference, and when the absolute threshold lies above what a retrained teacher reaches.
+pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration: Option<&Calibration>) -> Decision {
+    let (min_accuracy, min_similarity) = (thresholds.min_accuracy, thresholds.min_similarity);
+    let mut best: Option<(usize, usize)> = None;
+    for (i, r) in results.iter_mut().enumerate() {
+        if r.role == Role::Teacher {
+            r.verdict = Verdict::Teacher;
+            continue;
+        }
+        let similarity = r.similarity_mean.unwrap_or(f64::NAN);
+        let mut reasons = Vec::new();
+        if r.accuracy.is_nan() || r.accuracy < min_accuracy {
+            reasons.push(format!("accuracy {:.3} < {min_accuracy}", r.accuracy));
+        }
+        match thresholds.similarity_mode {
+            SimilarityMode::Absolute => {
+                if similarity.is_nan() || similarity < min_similarity {
+                    reasons.push(format!("similarity {similarity:.3} < {min_similarity}"));
+                }
+            }
+            SimilarityMode::Calibrated => match r.calibrated_mean {
+                Some(c) if c >= thresholds.min_calibrated => {}
+                Some(c) => reasons.push(format!("calibrated similarity {c:.2} < {}", thresholds.min_calibrated)),
+                None => reasons.push("no calibrated similarity (the ceiling is not above chance)".into()),
+            },
+        }
+        if let Some(min) = thresholds.min_faithfulness {
+            match r.faithfulness.map(|f| f.comprehensiveness_gain()) {
+                Some(gain) if gain >= min => {}
+                Some(gain) => reasons.push(format!("comprehensiveness {gain:.3} above random < {min}")),
+                None => reasons.push("faithfulness not measured".into()),
+            }
+        }
+        if let Some(min) = thresholds.min_behavioural {
+            match r.behaviour.map(|b| b.agreement.map(|a| a.mean)) {
+                Some(Some(a)) if a >= min => {}
+                Some(Some(a)) => reasons.push(format!("behavioural agreement {a:.2} < {min}")),
+                Some(None) => {
+                    reasons.push("no behavioural agreement (the teacher's top tokens barely matter to it)".into())
+                }
+                None => reasons.push("behavioural agreement not measured".into()),
+            }
+        }
+        if reasons.is_empty() {
+            r.verdict = Verdict::Keep;
+            if best.is_none_or(|(_, p)| r.params < p) {
+                best = Some((i, r.params));
+            }
+        } else {
+            r.verdict = Verdict::Drop(reasons);
+        }
+    }
+    let teacher_params = results
+        .iter()
+        .find(|r| r.role == Role::Teacher)
+        .map_or(0, |t| t.params)
+        .max(1);
+    let mut preamble = String::new();
+    if let Some(c) = calibration {
+        if !c.teacher_warnings.is_empty() {
+            preamble.push_str(&format!(
+                "The reference is unreliable: {}. Read every similarity below with that in mind. ",
+                c.teacher_warnings.join("; ")
+            ));
+        }
+        if thresholds.similarity_mode == SimilarityMode::Absolute
+            && let Some(ceiling) = &c.ceiling
+            && ceiling.cosine.mean < min_similarity
+        {
+            preamble.push_str(&format!(
+                "The similarity threshold {min_similarity} lies above the measured ceiling: the teacher retrained with another seed agrees with it at {:.3}, so a retrained teacher would be dropped too (--similarity-mode calibrated measures students against that ceiling). ",
+                ceiling.cosine.mean
+            ));
+        }
+    }
+    match best {
+        Some((i, _)) => {
+            results[i].verdict = Verdict::Recommended;
+            let r = &results[i];
+            let calibrated = r
+                .calibrated_mean
+                .map(|c| format!(", calibrated {c:.2}"))
+                .unwrap_or_default();
+            Decision {
+                recommended: Some(r.name.clone()),
+                explanation: format!(
+                    "{preamble}Recommended: {} ({} parameters, {:.1}% of the teacher's): accuracy {:.3}, similarity to the teacher {:.3}{calibrated}.",
+                    r.name,
+                    r.params,
+                    100.0 * r.params as f64 / teacher_params as f64,
+                    r.accuracy,
+                    r.similarity_mean.unwrap_or(f64::NAN)
+                ),
+            }
+        }
+        None => {
+            // What to try next depends on what this run already tried.
+            let advice = if results.iter().any(|r| r.objective == Some(Objective::Align)) {
+                "Keep the teacher, or train the students longer"
+            } else {
+                "Keep the teacher, or train the students with --align (distillation plus the teacher's outputs on views of \
+                 its evidence: it raised every student's similarity on the embedded default) or longer"
+            };
+            Decision {
+                recommended: None,
+                explanation: format!(
+                    "{preamble}No student passes the rule ({}); see each verdict. {advice}.",
+                    thresholds.rule()
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, params: usize, accuracy: f64, similarity: Option<f64>) -> ModelResult {
+        ModelResult {
+            name: name.into(),
+            role: if name == "teacher" {
+                Role::Teacher
+            } else {
+                Role::Student
+            },
+            architecture: "bert".into(),
+            layers: 1,
+            hidden: 8,
+            params,
+            accuracy,
+            f1: accuracy,
+            confusion: vec![],
+            inference_seq_per_s: 1.0,
+            train_seq_per_s: 1.0,
+            best_epoch: 1,
+            epochs_run: 1,
+            validation_accuracy: accuracy,
+            similarity_mean: similarity,
+            ..ModelResult::default()
+        }
+    }
+
+    #[test]
+    fn decision_keeps_passing_students_and_recommends_the_smallest() {
+        let mut results = vec![
+            result("teacher", 100, 0.9, None),
+            result("big", 50, 0.85, Some(0.9)),
+            result("small", 10, 0.75, Some(0.81)),
+            result("tiny_but_wrong", 5, 0.6, Some(0.95)),
+            result("tiny_but_different", 4, 0.9, Some(0.5)),
+        ];
+        let d = decide(&mut results, &Thresholds::default(), None);
+        assert_eq!(d.recommended.as_deref(), Some("small"));
+        assert!(
+            results[1].verdict.to_string().starts_with("keep")
+                && results[2].verdict.to_string().contains("recommended")
+        );
+        assert!(
+            results[3].verdict.to_string().contains("accuracy 0.600 < 0.7"),
+            "{}",
+            results[3].verdict
+        );
+        assert!(
+            results[4].verdict.to_string().contains("similarity 0.500 < 0.8"),
+            "{}",
+            results[4].verdict
+        );
+        let d = decide(
+            &mut results,
+            &Thresholds {
+                min_accuracy: 0.95,
+                ..Thresholds::default()
+            },
+            None,
+        );
+        assert_eq!(d.recommended, None);
+        // Nobody was aligned: the advice names --align; once a student was, it does not.
+        assert!(d.explanation.contains("--align"), "{}", d.explanation);
+        results[2].objective = Some(Objective::Align);
+        let strict = Thresholds {
+            min_accuracy: 0.95,
+            ..Thresholds::default()
+        };
+        let again = decide(&mut results, &strict, None);
+        assert!(!again.explanation.contains("--align"), "{}", again.explanation);
+        assert!(d.explanation.contains("No student passes"));
+        assert_eq!(results[0].verdict, Verdict::Teacher);
+    }
+
+    #[test]
+    fn calibrated_mode_and_the_ceiling_are_said() {
+        let mut results = vec![
+            result("teacher", 100, 0.9, None),
+            result("big", 50, 0.85, Some(0.5)),
+            result("small", 10, 0.85, Some(0.45)),
+        ];
+        results[1].calibrated_mean = Some(0.95);
+        results[2].calibrated_mean = Some(0.7);
+        let ceiling = astrid::schema::Agreements {
+            cosine: astrid::schema::Estimate {
+                mean: 0.52,
+                ci: [0.45, 0.6],
+            },
+            ..Default::default()
+        };
+        let calibration = Calibration {
+            ceiling: Some(ceiling),
+            floor: 0.1,
+            ..Calibration::default()
+        };
+        let d = decide(&mut results, &Thresholds::default(), Some(&calibration));
+        assert_eq!(d.recommended, None);
+        assert!(
+            d.explanation.contains("a retrained teacher would be dropped too"),
+            "{}",
+            d.explanation
+        );
+        let calibrated = Thresholds {
+            similarity_mode: SimilarityMode::Calibrated,
+            ..Thresholds::default()
+        };
+        let d = decide(&mut results, &calibrated, Some(&calibration));
+        assert_eq!(d.recommended.as_deref(), Some("big"));
+        assert!(
+            results[2]
+                .verdict
+                .to_string()
+                .contains("calibrated similarity 0.70 < 0.8"),
+            "{}",
+            results[2].verdict
+        );
+        assert!(!d.explanation.contains("dropped too"));
+        let warned = Calibration {
+            teacher_warnings: vec!["it took the shortcut".into()],
+            ..calibration
+        };
+        let d = decide(
+            &mut results,
+            &Thresholds {
+                min_behavioural: Some(0.5),
+                ..calibrated
+            },
+            Some(&warned),
+        );
+        assert!(
+            d.explanation
+                .starts_with("The reference is unreliable: it took the shortcut"),
+            "{}",
+            d.explanation
+        );
+        assert_eq!(d.recommended, None);
+        assert!(
+            results[1]
+                .verdict
+                .to_string()
+                .contains("behavioural agreement not measured")
+        );
+    }
+}

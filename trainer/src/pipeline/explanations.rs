@@ -1,0 +1,116 @@
+//! The explanation stage: IG of the first validation texts with every model (the suite, the
+//! teacher's retrained copies, an untrained model of its shape), kept as
+//! `explanations/<model>.jsonl` (a resumed run reuses a model's file when it explains exactly
+//! these texts).
+
+use std::path::Path;
+
+use anyhow::Context;
+use astrid::EncoderClassifier;
+use astrid::explain::{Attribution, ExplainInput, ExplainOptions, argmax, explain};
+use astrid::files::write_atomic;
+use astrid::schema::TextAttribution;
+
+use crate::pipeline::prepare::{EncodedSplits, Prepared};
+use crate::settings::RunConfig;
+use crate::training::train::predict_logits;
+use astrid::schema::TargetChoice;
+
+/// The teacher's predicted class for each explained validation text: the targets with
+/// `--target teacher` (empty otherwise: nothing needs them). Computed once per run.
+pub fn teacher_targets(
+    args: &RunConfig,
+    (role, teacher): (&str, &EncoderClassifier),
+    encoded: &EncodedSplits,
+) -> anyhow::Result<Vec<usize>> {
+    if args.target != TargetChoice::Teacher {
+        return Ok(Vec::new());
+    }
+    let n_explain = args.explain_n.min(encoded.validation_tokens.len());
+    let logits = predict_logits(teacher, &encoded.validation.ids[..n_explain], 64)
+        .with_context(|| format!("{role}: predictions on the validation part"))?;
+    Ok(logits.iter().map(|l| argmax(l)).collect())
+}
+
+/// One row per model (in the order given), one attribution per explained text;
+/// `teacher_predictions` from [`teacher_targets`].
+pub fn explain_validation(
+    args: &RunConfig,
+    models: &[(&str, &EncoderClassifier)],
+    teacher_predictions: &[usize],
+    prepared: &Prepared,
+    encoded: &EncodedSplits,
+    out: &Path,
+    workers: usize,
+) -> anyhow::Result<Vec<Vec<TextAttribution>>> {
+    let (val_set, val_tokens) = (&encoded.validation, &encoded.validation_tokens);
+    let n_explain = args.explain_n.min(val_tokens.len());
+    let options = args.ig.options(Attribution::Ig, None, workers);
+    let pad_id = prepared.tokenizer.token_id("[PAD]");
+    let mask_id = prepared.tokenizer.token_id("[MASK]");
+    let mut all_attributions: Vec<Vec<TextAttribution>> = Vec::new();
+    for &(name, model) in models {
+        let path = out.join("explanations").join(format!("{name}.jsonl"));
+        let existing: Vec<TextAttribution> = std::fs::read_to_string(&path)
+            .ok()
+            .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+            .unwrap_or_default();
+        // Reused only when it explains exactly these texts (it is this run's own file).
+        let fits = existing.len() == n_explain
+            && existing
+                .iter()
+                .zip(&prepared.split.validation)
+                .all(|(row, &index)| row.index == index && row.signal().is_some());
+        if fits {
+            all_attributions.push(existing);
+            continue;
+        }
+        let bar = crate::util::progress::bar(n_explain, name, "IG", args.quiet);
+        let mut rows = Vec::with_capacity(n_explain);
+        for (j, tokens) in val_tokens.iter().take(n_explain).enumerate() {
+            let target = match args.target {
+                TargetChoice::Model => None,
+                TargetChoice::Teacher => Some(teacher_predictions[j]),
+                TargetChoice::Label => Some(val_set.labels[j]),
+            };
+            let input = ExplainInput {
+                ids: &tokens.ids,
+                special: &tokens.special,
+                pad_id,
+                mask_id,
+            };
+            let e = pollster::block_on(explain(
+                model,
+                &input,
+                &ExplainOptions {
+                    target,
+                    ..options.clone()
+                },
+            ))
+            .with_context(|| format!("{name}: explaining validation text {}", j + 1))?;
+            rows.push(TextAttribution {
+                index: prepared.split.validation[j],
+                tokens: tokens.tokens.clone(),
+                special: tokens.special.clone(),
+                attributions: e.attributions,
+                target: e.target,
+                probs: e.probs,
+                convergence_delta: e.convergence_delta,
+                label: val_set.labels[j],
+                f_input: e.f_input,
+                f_baseline: e.f_baseline,
+                gradient_evaluations: Some(e.gradient_evaluations),
+            });
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let jsonl: String = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|s| s + "\n"))
+            .collect::<Result<_, _>>()?;
+        write_atomic(&path, jsonl.as_bytes())?;
+        all_attributions.push(rows);
+    }
+
+    Ok(all_attributions)
+}

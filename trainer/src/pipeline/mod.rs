@@ -1,0 +1,17 @@
+//! The stages of `trainer run`, in the order they run: [`prepare`] the data, train the suite
+//! and the teacher's retrained copies ([`train_suite`]), [`evaluate`], explain
+//! ([`explanations`]), compare ([`comparison`]) and [`calibration`], [`faithfulness`] with
+//! [`baselines`], [`decision`]; and what makes a run safe to repeat: its [`fingerprint`] and
+//! its directory ([`rundir`]). [`run`] drives them.
+
+pub mod baselines;
+pub mod calibration;
+pub mod comparison;
+pub mod decision;
+pub mod evaluate;
+pub mod explanations;
+pub mod faithfulness;
+pub mod fingerprint;
+pub mod prepare;
+pub mod rundir;
+pub mod train_suite;

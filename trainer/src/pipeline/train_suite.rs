@@ -1,0 +1,330 @@
+//! The training stage: the teacher, then each student (from an `--init` checkpoint, from
+//! the teacher's layers, or from scratch; distilled from the teacher when asked), each saved
+//! as a model directory of the run; and the references the comparison is calibrated with:
+//! the teacher retrained with other seeds, and an untrained model of its shape.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use astrid::EncoderClassifier;
+use astrid::bundle::{ModelMeta, save_model_dir};
+use burn::module::Module;
+use burn::tensor::Device;
+
+use crate::models::hub::LocalModel;
+use crate::models::suite::{student_name, suite};
+use crate::pipeline::prepare::{EncodedSplits, Prepared};
+use crate::settings::RunConfig;
+use crate::training::align::{AlignInputs, AlignTargets, Objective, align_targets};
+use crate::training::resume::{TrainState, TrainingStateDir};
+use crate::training::train::{Distill, Guidance, TrainOptions, predict_logits, train};
+
+/// One trained model of the suite.
+pub struct TrainedModel {
+    /// The model's name: its role, with `-distill` / `-align` when a run trains a role in
+    /// more than one way.
+    pub role: String,
+    pub objective: Objective,
+    /// Where its training started: a checkpoint, the teacher's layers, or scratch.
+    pub starts_from: String,
+    /// Its peak learning rate and the share of its steps spent warming up to it.
+    pub learning_rate: f64,
+    pub warmup: f64,
+    pub model: EncoderClassifier,
+    pub state: TrainState,
+}
+
+/// Where a role starts from before training (`config` already has the data's classes), and
+/// that place in words for the report: its checkpoint, the teacher's layers, or scratch.
+fn initial_model(
+    run: &TrainingRun,
+    role: &str,
+    seed: u64,
+    config: astrid::ModelConfig,
+    teacher: Option<&EncoderClassifier>,
+) -> anyhow::Result<(EncoderClassifier, String)> {
+    let (args, device) = (run.args, run.device);
+    if let Some(checkpoint) = run.inits.get(role) {
+        let dir = &checkpoint.dir;
+        let (model, report) = astrid::bundle::load_checkpoint_dir(dir, config.num_labels, device)
+            .with_context(|| format!("--init {role}={}", checkpoint.source))?;
+        let tokens = run.prepared.tokenizer.vocab_size();
+        if model.config.vocab_size < tokens {
+            anyhow::bail!(
+                "--init {role}={}: its embeddings hold {} tokens, but the run's tokenizer has {tokens}; give roles \
+                 checkpoints that share one vocabulary (or --tokenizer with the checkpoint's own)",
+                checkpoint.source,
+                model.config.vocab_size
+            );
+        }
+        let own_tokenizer = astrid::bundle::read_tokenizer_json(dir).ok();
+        if own_tokenizer.is_some_and(|json| json != run.prepared.tokenizer_json.as_bytes()) {
+            eprintln!(
+                "note: {role}: {} has a tokenizer of its own that differs from the run's; its embeddings are read \
+                 with the run's token ids",
+                checkpoint.source
+            );
+        }
+        if !report.ignored.is_empty() {
+            eprintln!(
+                "{role}: {} tensor(s) of {} are not part of a sequence classifier and are ignored: {}",
+                report.ignored.len(),
+                checkpoint.source,
+                report.ignored.iter().take(6).cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        let mut from = format!("checkpoint {}", checkpoint.source);
+        if !report.fresh_head.is_empty() {
+            eprintln!(
+                "{role}: {} has no classification head; a fresh one is trained",
+                checkpoint.source
+            );
+            from.push_str(" (fresh head)");
+        }
+        return Ok((model, from));
+    }
+    config.validate()?;
+    device.seed(seed);
+    let fresh = config.init(device);
+    Ok(match teacher.filter(|_| args.init_from_teacher) {
+        Some(teacher) => match fresh.start_from_teacher(teacher) {
+            Ok((model, layers)) => {
+                eprintln!("{role}: starts from the teacher's embeddings and layers {layers:?}");
+                (model, format!("the teacher's embeddings and layers {layers:?}"))
+            }
+            Err((model, why)) => {
+                eprintln!("{role}: trained from scratch ({why})");
+                (model, format!("scratch ({why})"))
+            }
+        },
+        None => (fresh, "scratch".to_string()),
+    })
+}
+
+fn train_options(run: &TrainingRun, role: &str, seed: u64) -> TrainOptions {
+    let (args, learning_rate) = (run.args, run.learning_rate_of(role));
+    TrainOptions {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate,
+        weight_decay: args.weight_decay,
+        warmup_ratio: run.warmup_of(role),
+        clip_norm: args.clip,
+        patience: args.patience,
+        seed,
+        distill: None,
+        class_weights: run.class_weights.map(|w| w.iter().map(|&x| x as f32).collect()),
+        select_by: args.selection(),
+        workers: args.training_workers(),
+    }
+}
+
+/// What every model trained in a run shares.
+#[derive(Clone, Copy)]
+pub struct TrainingRun<'a> {
+    pub args: &'a RunConfig,
+    pub inits: &'a BTreeMap<String, LocalModel>,
+    /// The peak learning rate of every role not in `role_learning_rates`.
+    pub learning_rate: f64,
+    pub role_learning_rates: &'a BTreeMap<String, f64>,
+    /// Roles whose warm-up share is not `--warmup`'s.
+    pub role_warmups: &'a BTreeMap<String, f64>,
+    pub prepared: &'a Prepared,
+    pub encoded: &'a EncodedSplits,
+    pub out: &'a Path,
+    pub device: &'a Device,
+    /// Threads for IG (the teacher's attributions for evidence views).
+    pub workers: usize,
+    /// The cross-entropy's class weights (`--class-weight balanced`).
+    pub class_weights: Option<&'a [f64]>,
+}
+
+impl TrainingRun<'_> {
+    /// The peak learning rate of a role (its copies and variants share it).
+    pub fn learning_rate_of(&self, role: &str) -> f64 {
+        self.role_learning_rates
+            .get(role)
+            .copied()
+            .unwrap_or(self.learning_rate)
+    }
+
+    /// The share of a role's steps spent warming up.
+    pub fn warmup_of(&self, role: &str) -> f64 {
+        self.role_warmups.get(role).copied().unwrap_or(self.args.warmup)
+    }
+}
+
+/// Seeds of the teacher's retrained copies: far from the suite's (seed + role index).
+pub fn reference_seed(seed: u64, copy: usize) -> u64 {
+    seed.wrapping_add(100 + copy as u64)
+}
+
+/// The seed of the untrained model of the teacher's shape.
+pub fn untrained_seed(seed: u64) -> u64 {
+    seed.wrapping_add(99)
+}
+
+/// What the comparison is calibrated with.
+pub struct References {
+    /// The teacher retrained `--reference-seeds` times: same configuration, starting point,
+    /// data, split and settings; another seed (initialisation, order, dropout).
+    pub copies: Vec<TrainedModel>,
+    /// Their seeds, in that order.
+    pub seeds: Vec<u64>,
+    /// A model of the teacher's shape as initialised, never trained.
+    pub untrained: EncoderClassifier,
+}
+
+/// Trains (or resumes) the teacher's retrained copies, named `reference_1`, `reference_2`, …
+/// (checkpoints only: they are not part of the suite), and builds the untrained model.
+pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
+    let TrainingRun {
+        args,
+        prepared,
+        encoded,
+        out,
+        device,
+        ..
+    } = *run;
+    let labels = &prepared.data.label_names;
+    let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
+    let Some((teacher_role, mut config)) = models.into_iter().next() else {
+        anyhow::bail!("the suite has no teacher");
+    };
+    config.num_labels = labels.len();
+    let (mut copies, mut seeds) = (Vec::new(), Vec::new());
+    for copy in 1..=args.reference_seeds {
+        let seed = reference_seed(args.data.seed, copy);
+        let name = format!("reference_{copy}");
+        let (initial, starts_from) = initial_model(run, &teacher_role, seed, config.clone(), None)?;
+        let result = train(
+            &name,
+            initial,
+            &encoded.train,
+            &encoded.validation,
+            Guidance::default(),
+            &train_options(run, &teacher_role, seed),
+            device,
+            &TrainingStateDir(out.join("checkpoints").join(&name)),
+            args.quiet,
+        )?;
+        seeds.push(seed);
+        copies.push(TrainedModel {
+            role: name,
+            objective: Objective::Independent,
+            starts_from,
+            learning_rate: run.learning_rate_of(&teacher_role),
+            warmup: run.warmup_of(&teacher_role),
+            model: result.model,
+            state: result.state,
+        });
+    }
+    config.validate()?;
+    device.seed(untrained_seed(args.data.seed));
+    let untrained = config.init(device).valid();
+    Ok(References {
+        copies,
+        seeds,
+        untrained,
+    })
+}
+
+/// Trains (or, after a kill, resumes) every model of the suite, teacher first; each student
+/// once per objective (`--training`), from the same seed and starting point.
+pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
+    let TrainingRun {
+        args,
+        prepared,
+        encoded,
+        out,
+        device,
+        ..
+    } = *run;
+    let labels = &prepared.data.label_names;
+    let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
+    let objectives = args.objectives();
+    let mut trained: Vec<TrainedModel> = Vec::new();
+    let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
+    let mut align: Option<AlignTargets> = None;
+    for (k, (role, mut config)) in models.into_iter().enumerate() {
+        config.num_labels = labels.len();
+        let seed = args.data.seed.wrapping_add(k as u64);
+        let variants: &[Objective] = if k == 0 { &[Objective::Independent] } else { &objectives };
+        for &objective in variants {
+            let teacher = trained.first().map(|t| &t.model);
+            let name = if k == 0 {
+                role.clone()
+            } else {
+                student_name(&role, objective, &objectives)
+            };
+            let (initial, starts_from) = initial_model(run, &role, seed, config.clone(), teacher)?;
+            let options = TrainOptions {
+                distill: objective.distills().then_some(Distill {
+                    temperature: args.temperature,
+                    alpha: args.alpha,
+                }),
+                ..train_options(run, &role, seed)
+            };
+            let guidance = Guidance {
+                teacher_logits: teacher_train_logits.as_deref().filter(|_| objective.distills()),
+                align: align.as_ref().filter(|_| objective == Objective::Align),
+            };
+            let checkpoints = TrainingStateDir(out.join("checkpoints").join(&name));
+            let result = train(
+                &name,
+                initial,
+                &encoded.train,
+                &encoded.validation,
+                guidance,
+                &options,
+                device,
+                &checkpoints,
+                args.quiet,
+            )?;
+            let meta = ModelMeta {
+                name: name.clone(),
+                labels: labels.clone(),
+                max_length: args.data.max_length,
+            };
+            save_model_dir(
+                &out.join("models").join(&name),
+                &result.model,
+                prepared.tokenizer_json.as_bytes(),
+                &meta,
+            )?;
+            if k == 0 {
+                if objectives.iter().any(|o| o.distills()) {
+                    let logits = predict_logits(&result.model, &encoded.train.ids, 64)
+                        .with_context(|| format!("{role}: logits for distillation"))?;
+                    teacher_train_logits = Some(logits);
+                }
+                if let Some(settings) = args.align_settings() {
+                    let inputs = AlignInputs {
+                        settings,
+                        seed: args.data.seed,
+                        epochs: args.epochs,
+                        train: &encoded.train,
+                        special_ids: (
+                            prepared.tokenizer.token_id("[PAD]"),
+                            prepared.tokenizer.token_id("[MASK]"),
+                        ),
+                        workers: run.workers,
+                        quiet: args.quiet,
+                    };
+                    align = Some(align_targets(&result.model, &result.state.best_sha256, &inputs, out)?);
+                }
+            }
+            trained.push(TrainedModel {
+                role: name,
+                objective,
+                starts_from,
+                learning_rate: run.learning_rate_of(&role),
+                warmup: run.warmup_of(&role),
+                model: result.model,
+                state: result.state,
+            });
+        }
+    }
+    Ok(trained)
+}
