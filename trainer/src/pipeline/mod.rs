@@ -2,7 +2,7 @@
 //! and the teacher's retrained copies ([`train_suite`]), [`evaluate`], explain
 //! ([`explanations`]), compare ([`comparison`]) and [`calibration`], [`faithfulness`] with
 //! [`baselines`], [`decision`]; and what makes a run safe to repeat: its [`fingerprint`] and
-//! its directory ([`rundir`]). [`run`] drives them.
+//! its directory ([`rundir`]), checked and opened by [`setup`]. [`run`] drives them.
 
 pub mod baselines;
 pub mod calibration;
@@ -13,5 +13,7 @@ pub mod explanations;
 pub mod faithfulness;
 pub mod fingerprint;
 pub mod prepare;
+pub mod run;
 pub mod rundir;
+pub mod setup;
 pub mod train_suite;
