@@ -110,3 +110,78 @@ fn suggestion(key: &str, known: &Map<String, Value>) -> String {
         .map(|(_, k)| format!("; did you mean '{k}'? (keys are the flags' names without the dashes)"))
         .unwrap_or_else(|| "; keys are the flags' names without the dashes, e.g. batch-size = 8".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// `trainer run ARGS…`'s settings, with `file` (named NAME) as its config file.
+    fn config(name: &str, file: &str, args: &[&str]) -> anyhow::Result<RunConfig> {
+        let dir = std::env::temp_dir().join(format!("astrid-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        std::fs::write(&path, file)?;
+        let path = path.display().to_string();
+        let argv = [&["trainer", "run", "--config", path.as_str()], args].concat();
+        let matches = Cli::command().try_get_matches_from(argv)?;
+        let Command::Run(run) = Cli::from_arg_matches(&matches)?.command else {
+            bail!("not the run command");
+        };
+        let result = run_config(&run, matches.subcommand_matches("run").expect("run"));
+        std::fs::remove_dir_all(&dir)?;
+        result
+    }
+
+    #[test]
+    fn a_file_sets_what_the_command_line_does_not() {
+        let file = "epochs = 3\nbatch-size = 8\ntraining = [\"independent\", \"align\"]\nsuite = \"test\"\n";
+        let c = config("a.toml", file, &["--epochs", "4"]).unwrap();
+        assert_eq!((c.epochs, c.batch_size, c.suite), (4, 8, astrid::schema::Suite::Test));
+        assert_eq!(
+            c.objectives(),
+            [astrid::schema::Objective::Independent, astrid::schema::Objective::Align]
+        );
+        // Everything else keeps its default.
+        assert_eq!(c.patience, RunConfig::default().patience);
+        let json = config("a.json", r#"{"n-steps": 8, "baseline": "pad"}"#, &[]).unwrap();
+        assert_eq!((json.ig.n_steps, json.ig.baseline), (8, astrid::explain::Baseline::Pad));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_values_are_named() {
+        let err = config("b.toml", "epoch = 3\n", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown key 'epoch'") && err.contains("did you mean 'epochs'"),
+            "{err}"
+        );
+        let err = config("c.toml", "colour = 3\n", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown key 'colour'") && err.contains("flags' names"),
+            "{err}"
+        );
+        let err = config("d.toml", "epochs = \"many\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("key 'epochs'"), "{err}");
+        let err = config("e.toml", "epochs = [\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("not valid TOML") && err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn a_run_json_repeats_its_run() {
+        let wanted = RunConfig {
+            epochs: 2,
+            explain_n: 7,
+            out: Some("runs/x".into()),
+            ..RunConfig::default()
+        };
+        let run_json = serde_json::json!({"format": 2, "data": {"seed": 7}, "config": wanted});
+        let c = config("run.json", &run_json.to_string(), &[]).unwrap();
+        assert_eq!(c, wanted);
+        let old = config("old.json", r#"{"format": 2, "data": {}}"#, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("without its settings"), "{old}");
+    }
+}
