@@ -1,5 +1,5 @@
 //! `trainer explain` against Captum: the fixture's attributions were computed by PyTorch +
-//! Captum (`../shared/reference/ig_oracle.py`, via `tests/fixtures/make_tiny_bert.py`).
+//! Captum (`tests/reference/ig_oracle.py`, via `tests/fixtures/make_tiny_bert.py`).
 
 use astrid_e2e::{cosine, fixture, floats, max_rel_diff, trainer, trainer_json};
 

