@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(m.model("tiny").unwrap().download_size(), 103);
         assert_eq!(m.label(1), "win");
         assert_eq!(m.label(7), "class 7");
-        assert_eq!(m.results.models[0].verdict, "teacher (reference)");
+        assert_eq!(m.results.models[0].verdict, super::super::Verdict::Teacher);
         assert_eq!(m.results.recommendation, "none passes");
     }
 

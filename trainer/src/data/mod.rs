@@ -34,6 +34,10 @@ impl Dataset {
         self.texts.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
     /// How many texts each class has.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.label_names.len()];
