@@ -267,8 +267,8 @@ fn layer_norm_statistics(
 }
 
 /// The attention operation's inputs made contiguous, its dimensions and q's shape (the
-/// context's). The public [`attention`](fn@super::attention) checks what the assertions state before choosing this
-/// route.
+/// context's). The public [`attention`](fn@super::attention) checks what the assertions
+/// state before choosing this route.
 fn attention_contiguous(input: AttentionInput<Flex>) -> (AttentionInput<Flex>, attention::Heads, Shape) {
     let shape = input.q.layout().shape().clone();
     let kv_shape = input.k.layout().shape().clone();
