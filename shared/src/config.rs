@@ -227,83 +227,13 @@ impl ModelConfig {
         let obj = value
             .as_object()
             .ok_or_else(|| Error::config(source, "(top level)", "expected a JSON object"))?;
+        let fields = HfFields { obj, source };
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("bert");
-        let get = |key: &str| -> Result<usize> {
-            match obj.get(key) {
-                Some(v) => v
-                    .as_u64()
-                    .map(|n| n as usize)
-                    .ok_or_else(|| Error::config(source, key, format!("expected a whole number, found {v}"))),
-                None => Err(Error::config(source, key, "missing")),
-            }
-        };
-        let get_or =
-            |key: &str, default: usize| -> Result<usize> { if obj.contains_key(key) { get(key) } else { Ok(default) } };
-        let float_or = |key: &str, default: f64| -> Result<f64> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v
-                    .as_f64()
-                    .ok_or_else(|| Error::config(source, key, format!("expected a number, found {v}"))),
-            }
-        };
-        let num_labels = match obj.get("num_labels") {
-            Some(_) => get("num_labels")?,
-            None => match obj.get("id2label").and_then(Value::as_object) {
-                Some(map) => map.len(),
-                None => 2,
-            },
-        };
-        let activation_key = if model_type == "distilbert" {
-            "activation"
-        } else {
-            "hidden_act"
-        };
-        if let Some(act) = obj.get(activation_key)
-            && act.as_str() != Some("gelu")
-        {
-            return Err(Error::config(
-                source,
-                activation_key,
-                format!("only \"gelu\" is supported, found {act}"),
-            ));
-        }
+        let num_labels = fields.num_labels()?;
+        fields.check_activation(model_type)?;
         let config = match model_type {
-            "bert" => {
-                let hidden_dropout = float_or("hidden_dropout_prob", 0.1)?;
-                Self {
-                    architecture: Architecture::Bert,
-                    vocab_size: get("vocab_size")?,
-                    hidden_size: get("hidden_size")?,
-                    num_layers: get("num_hidden_layers")?,
-                    num_heads: get("num_attention_heads")?,
-                    intermediate_size: get("intermediate_size")?,
-                    max_position_embeddings: get_or("max_position_embeddings", 512)?,
-                    type_vocab_size: get_or("type_vocab_size", 2)?,
-                    layer_norm_eps: float_or("layer_norm_eps", 1e-12)?,
-                    num_labels,
-                    hidden_dropout,
-                    attention_dropout: float_or("attention_probs_dropout_prob", 0.1)?,
-                    classifier_dropout: float_or("classifier_dropout", hidden_dropout)?,
-                    pad_token_id: get_or("pad_token_id", 0)?,
-                }
-            }
-            "distilbert" => Self {
-                architecture: Architecture::DistilBert,
-                vocab_size: get("vocab_size")?,
-                hidden_size: get("dim")?,
-                num_layers: get("n_layers")?,
-                num_heads: get("n_heads")?,
-                intermediate_size: get("hidden_dim")?,
-                max_position_embeddings: get_or("max_position_embeddings", 512)?,
-                type_vocab_size: 0,
-                layer_norm_eps: 1e-12,
-                num_labels,
-                hidden_dropout: float_or("dropout", 0.1)?,
-                attention_dropout: float_or("attention_dropout", 0.1)?,
-                classifier_dropout: float_or("seq_classif_dropout", 0.2)?,
-                pad_token_id: get_or("pad_token_id", 0)?,
-            },
+            "bert" => Self::bert_from_hf(&fields, num_labels)?,
+            "distilbert" => Self::distilbert_from_hf(&fields, num_labels)?,
             other => {
                 return Err(Error::config(
                     source,
@@ -321,6 +251,49 @@ impl ModelConfig {
         }
         config.validate().map_err(|e| e.in_file(source))?;
         Ok(config)
+    }
+
+    /// BERT's field names, with transformers' `BertConfig` defaults for the optional ones
+    /// (the classifier's dropout defaults to the hidden layers').
+    fn bert_from_hf(fields: &HfFields, num_labels: usize) -> Result<Self> {
+        let hidden_dropout = fields.float_or("hidden_dropout_prob", 0.1)?;
+        Ok(Self {
+            architecture: Architecture::Bert,
+            vocab_size: fields.get("vocab_size")?,
+            hidden_size: fields.get("hidden_size")?,
+            num_layers: fields.get("num_hidden_layers")?,
+            num_heads: fields.get("num_attention_heads")?,
+            intermediate_size: fields.get("intermediate_size")?,
+            max_position_embeddings: fields.get_or("max_position_embeddings", 512)?,
+            type_vocab_size: fields.get_or("type_vocab_size", 2)?,
+            layer_norm_eps: fields.float_or("layer_norm_eps", 1e-12)?,
+            num_labels,
+            hidden_dropout,
+            attention_dropout: fields.float_or("attention_probs_dropout_prob", 0.1)?,
+            classifier_dropout: fields.float_or("classifier_dropout", hidden_dropout)?,
+            pad_token_id: fields.get_or("pad_token_id", 0)?,
+        })
+    }
+
+    /// DistilBERT's field names, with `DistilBertConfig`'s defaults; it has no token types
+    /// and a fixed layer-norm epsilon.
+    fn distilbert_from_hf(fields: &HfFields, num_labels: usize) -> Result<Self> {
+        Ok(Self {
+            architecture: Architecture::DistilBert,
+            vocab_size: fields.get("vocab_size")?,
+            hidden_size: fields.get("dim")?,
+            num_layers: fields.get("n_layers")?,
+            num_heads: fields.get("n_heads")?,
+            intermediate_size: fields.get("hidden_dim")?,
+            max_position_embeddings: fields.get_or("max_position_embeddings", 512)?,
+            type_vocab_size: 0,
+            layer_norm_eps: 1e-12,
+            num_labels,
+            hidden_dropout: fields.float_or("dropout", 0.1)?,
+            attention_dropout: fields.float_or("attention_dropout", 0.1)?,
+            classifier_dropout: fields.float_or("seq_classif_dropout", 0.2)?,
+            pad_token_id: fields.get_or("pad_token_id", 0)?,
+        })
     }
 
     /// Writes the Hugging Face `config.json` for this shape, so transformers (and Captum) can
@@ -374,6 +347,75 @@ impl ModelConfig {
             }
         }
         Value::Object(m)
+    }
+}
+
+/// A `config.json`'s fields, read with errors that name the file (`source`) and the field.
+struct HfFields<'a> {
+    obj: &'a Map<String, Value>,
+    source: &'a str,
+}
+
+impl HfFields<'_> {
+    /// A required whole number.
+    fn get(&self, key: &str) -> Result<usize> {
+        match self.obj.get(key) {
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| Error::config(self.source, key, format!("expected a whole number, found {v}"))),
+            None => Err(Error::config(self.source, key, "missing")),
+        }
+    }
+
+    /// A whole number, `default` when the field is absent (a `null` is still an error).
+    fn get_or(&self, key: &str, default: usize) -> Result<usize> {
+        if self.obj.contains_key(key) {
+            self.get(key)
+        } else {
+            Ok(default)
+        }
+    }
+
+    /// A number, `default` when the field is absent or `null` (transformers writes `null`
+    /// for an unset dropout).
+    fn float_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| Error::config(self.source, key, format!("expected a number, found {v}"))),
+        }
+    }
+
+    /// `num_labels`, else the size of `id2label`, else 2 (transformers' default).
+    fn num_labels(&self) -> Result<usize> {
+        match self.obj.get("num_labels") {
+            Some(_) => self.get("num_labels"),
+            None => match self.obj.get("id2label").and_then(Value::as_object) {
+                Some(map) => Ok(map.len()),
+                None => Ok(2),
+            },
+        }
+    }
+
+    /// Refuses an activation other than GELU: the encoder computes GELU only.
+    fn check_activation(&self, model_type: &str) -> Result<()> {
+        let activation_key = if model_type == "distilbert" {
+            "activation"
+        } else {
+            "hidden_act"
+        };
+        if let Some(act) = self.obj.get(activation_key)
+            && act.as_str() != Some("gelu")
+        {
+            return Err(Error::config(
+                self.source,
+                activation_key,
+                format!("only \"gelu\" is supported, found {act}"),
+            ));
+        }
+        Ok(())
     }
 }
 

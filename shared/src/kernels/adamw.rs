@@ -9,7 +9,8 @@
 //! same order and in f32, so the results agree to rounding (the norm's sum runs in another
 //! order).
 
-use super::{Shared, for_each_unit, lane_dot};
+use super::parallel::{Shared, for_each_unit};
+use super::simd::{lane_dot, widest_vectors};
 
 /// The settings of one AdamW step, as burn's `AdamWConfig` and its clipping by norm name them.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -16,7 +16,10 @@
 //! before the softmax (so it gets probability 0, and a row with every key padded is uniform),
 //! and its score gets no gradient.
 
-use super::{MatrixView, Shared, exp_nonpositive, for_each_unit, gemm_into, lane_dot, lane_max, lane_sum};
+use super::gelu::exp_nonpositive;
+use super::gemm::{MatrixView, gemm_into};
+use super::parallel::{Shared, for_each_unit};
+use super::simd::{lane_dot, lane_max, lane_sum, widest_vectors};
 
 /// The shapes of one attention operation: `batch` texts of `seq` positions (keys and values),
 /// of which the first `queries` ask (all of them, or only [CLS] in a classifier's last layer),

@@ -7,7 +7,8 @@
 //! n = (x − mean)·r and r = 1/√(var + ε); the input's gradient is r·(g − mean(g) − n·mean(g·n))
 //! with g = grad·γ, and the parameters' are Σ grad·n and Σ grad over the rows.
 
-use super::{Shared, for_each_unit, lane_dot, lane_sum};
+use super::parallel::{Shared, for_each_unit};
+use super::simd::{lane_dot, lane_sum, widest_vectors};
 
 /// Rows per unit of work on rayon's threads.
 const ROWS_PER_UNIT: usize = 32;

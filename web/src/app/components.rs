@@ -3,12 +3,14 @@
 use astrid::explain::{Baseline, Method};
 use astrid::format::{self, optional};
 use astrid::heat::{colour, row_scale};
+use astrid::schema::{Calibration, ModelResult};
 use leptos::prelude::*;
 
 use super::actions::{EvidenceAction, ExplainAction};
 use super::state;
 use super::state::BackendKind;
 use crate::deeplink::MAX_STEPS;
+use crate::outcome::{ModelOutcome, Unit};
 
 #[component]
 pub(crate) fn BackendBadge() -> impl IntoView {
@@ -291,50 +293,7 @@ pub(crate) fn ResultsView() -> impl IntoView {
             return None;
         }
         let merge = state.options.get().merge_words;
-        let rows = outcomes
-            .into_iter()
-            .map(|o| {
-                let units = o.units(merge);
-                let scale = row_scale(units.iter().map(|u| (u.score, u.special)));
-                let tokens = units
-                    .into_iter()
-                    .map(|u| {
-                        let class = if u.special { "tok special" } else { "tok" };
-                        let style = if u.special { String::new() } else { format!("background:{}", colour(u.score, scale)) };
-                        view! { <span class=class style=style title=format!("{:+.5}", u.score)>{u.text}</span> }
-                    })
-                    .collect_view();
-                let similarity = if o.is_teacher {
-                    "reference".to_string()
-                } else {
-                    optional(o.similarity_to_teacher, 3)
-                };
-                let evidence = o.without_teacher_evidence.as_ref().map(|e| {
-                    view! {
-                        <span class="evidence">{format!(
-                            "without the teacher's top {}: {:.1}% → {:.1}% (drop {:+.1} points)",
-                            e.k,
-                            100.0 * e.before,
-                            100.0 * e.after,
-                            100.0 * e.drop()
-                        )}</span>
-                    }
-                });
-                view! {
-                    <div class="row" data-model=o.name.clone()>
-                        <div class="row-head">
-                            <span class="model-name">{o.name.clone()}</span>
-                            <span>{format!("predicts {} ({:.1}%)", o.label(), 100.0 * o.probability())}</span>
-                            <span>{format!("cosine to teacher: {similarity}")}</span>
-                            {evidence}
-                            <span class="muted">{format!("convergence δ {}", o.explanation.convergence_delta.map_or("—".into(), |d| format!("{d:+.2e}")))}</span>
-                            <span class="muted">{format!("{:.0} ms", o.ms)}</span>
-                        </div>
-                        <div class="tokens">{tokens}</div>
-                    </div>
-                }
-            })
-            .collect_view();
+        let rows = outcomes.into_iter().map(|o| outcome_row(o, merge)).collect_view();
         let evidence = expect_context::<EvidenceAction>();
         let has_teacher = state.outcomes.get().iter().any(|o| o.is_teacher);
         let removed = state
@@ -365,6 +324,60 @@ pub(crate) fn ResultsView() -> impl IntoView {
     }
 }
 
+/// One model's row: its prediction, its agreement with the teacher, what erasing the
+/// teacher's evidence cost it, and its tokens coloured by attribution.
+fn outcome_row(o: ModelOutcome, merge: bool) -> impl IntoView {
+    let tokens = token_spans(o.units(merge));
+    let similarity = if o.is_teacher {
+        "reference".to_string()
+    } else {
+        optional(o.similarity_to_teacher, 3)
+    };
+    let evidence = o.without_teacher_evidence.as_ref().map(|e| {
+        view! {
+            <span class="evidence">{format!(
+                "without the teacher's top {}: {:.1}% → {:.1}% (drop {:+.1} points)",
+                e.k,
+                100.0 * e.before,
+                100.0 * e.after,
+                100.0 * e.drop()
+            )}</span>
+        }
+    });
+    view! {
+        <div class="row" data-model=o.name.clone()>
+            <div class="row-head">
+                <span class="model-name">{o.name.clone()}</span>
+                <span>{format!("predicts {} ({:.1}%)", o.label(), 100.0 * o.probability())}</span>
+                <span>{format!("cosine to teacher: {similarity}")}</span>
+                {evidence}
+                <span class="muted">{format!("convergence δ {}", o.explanation.convergence_delta.map_or("—".into(), |d| format!("{d:+.2e}")))}</span>
+                <span class="muted">{format!("{:.0} ms", o.ms)}</span>
+            </div>
+            <div class="tokens">{tokens}</div>
+        </div>
+    }
+}
+
+/// The tokens as spans coloured on the row's own scale (its largest |attribution|, so that a
+/// model with small attributions still shows which tokens it leans on); special tokens are
+/// left uncoloured.
+fn token_spans(units: Vec<Unit>) -> impl IntoView {
+    let scale = row_scale(units.iter().map(|u| (u.score, u.special)));
+    units
+        .into_iter()
+        .map(|u| {
+            let class = if u.special { "tok special" } else { "tok" };
+            let style = if u.special {
+                String::new()
+            } else {
+                format!("background:{}", colour(u.score, scale))
+            };
+            view! { <span class=class style=style title=format!("{:+.5}", u.score)>{u.text}</span> }
+        })
+        .collect_view()
+}
+
 #[component]
 pub(crate) fn Leaderboard() -> impl IntoView {
     let state = state();
@@ -379,54 +392,15 @@ pub(crate) fn Leaderboard() -> impl IntoView {
             .models
             .into_iter()
             .map(|r| {
-                let class = (recommended.as_deref() == Some(r.name.as_str())).then_some("recommended");
-                let ci = r
-                    .similarity_ci
-                    .map_or(String::new(), |[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"));
-                view! {
-                    <tr class=class>
-                        <td>{r.name.clone()}</td>
-                        <td>{if r.objective.is_empty() { "—".to_string() } else { r.objective.clone() }}</td>
-                        <td>{if r.starts_from.is_empty() { "—".to_string() } else { r.starts_from.clone() }}</td>
-                        <td>{format!("{}x{}", r.layers, r.hidden)}</td>
-                        <td>{params_text(Some(r.params as u64))}</td>
-                        <td>{format!("{:.3}", r.accuracy)}</td>
-                        <td>{format!("{:.3}", r.f1)}</td>
-                        <td>{format!("{}{ci}", optional(r.similarity_mean, 3))}</td>
-                        <td>{match (r.calibrated_mean, r.calibrated_ci) {
-                            (Some(m), Some([lo, hi])) => format!("{m:.2} [{lo:.2}, {hi:.2}]"),
-                            _ => "—".to_string(),
-                        }}</td>
-                        <td>{optional(r.spearman_mean, 3)}</td>
-                        <td>{r.verdict.clone()}</td>
-                    </tr>
-                }
+                let is_recommended = recommended.as_deref() == Some(r.name.as_str());
+                leaderboard_row(r, is_recommended)
             })
             .collect_view();
         let verdict = match &recommended {
             Some(name) => format!("Recommended: {name}"),
             None => results.recommendation.clone(),
         };
-        let calibration = results.calibration.clone().map(|c| {
-            let ceiling = c.ceiling.map_or(
-                "no ceiling (the run retrained no copy of the teacher)".to_string(),
-                |x| format!(
-                    "ceiling {:.3} [{:.3}, {:.3}] (the teacher against its copies retrained with other seeds)",
-                    x.cosine.mean, x.cosine.ci[0], x.cosine.ci[1]
-                ),
-            );
-            let warnings = c
-                .teacher_warnings
-                .into_iter()
-                .map(|w| format!("The reference is unreliable: {w}."))
-                .chain(c.ceiling_warnings.into_iter().map(|w| format!("About the ceiling: {w}.")))
-                .map(|w| view! { <li>{w}</li> })
-                .collect_view();
-            view! {
-                <p class="calibration" id="calibration">{format!("Similarity for this task: {ceiling}; chance {:.3}.", c.floor)}</p>
-                <ul class="warnings">{warnings}</ul>
-            }
-        });
+        let calibration = results.calibration.clone().map(calibration_note);
         Some(view! {
             <section class="panel" id="leaderboard">
                 <h2>"Leaderboard (from the training run)"</h2>
@@ -446,5 +420,60 @@ pub(crate) fn Leaderboard() -> impl IntoView {
                 <p class="recommendation">{verdict}</p>
             </section>
         })
+    }
+}
+
+/// One trained model's line of the leaderboard; the run's recommended model is marked.
+fn leaderboard_row(r: ModelResult, is_recommended: bool) -> impl IntoView {
+    let class = is_recommended.then_some("recommended");
+    let ci = r
+        .similarity_ci
+        .map_or(String::new(), |[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"));
+    view! {
+        <tr class=class>
+            <td>{r.name.clone()}</td>
+            <td>{if r.objective.is_empty() { "—".to_string() } else { r.objective.clone() }}</td>
+            <td>{if r.starts_from.is_empty() { "—".to_string() } else { r.starts_from.clone() }}</td>
+            <td>{format!("{}x{}", r.layers, r.hidden)}</td>
+            <td>{params_text(Some(r.params as u64))}</td>
+            <td>{format!("{:.3}", r.accuracy)}</td>
+            <td>{format!("{:.3}", r.f1)}</td>
+            <td>{format!("{}{ci}", optional(r.similarity_mean, 3))}</td>
+            <td>{match (r.calibrated_mean, r.calibrated_ci) {
+                (Some(m), Some([lo, hi])) => format!("{m:.2} [{lo:.2}, {hi:.2}]"),
+                _ => "—".to_string(),
+            }}</td>
+            <td>{optional(r.spearman_mean, 3)}</td>
+            <td>{r.verdict.clone()}</td>
+        </tr>
+    }
+}
+
+/// What a similarity means for this task: the ceiling (the teacher against its retrained
+/// copies) and chance, and the warnings that say when either is not to be trusted.
+fn calibration_note(c: Calibration) -> impl IntoView {
+    let ceiling = c.ceiling.map_or(
+        "no ceiling (the run retrained no copy of the teacher)".to_string(),
+        |x| {
+            format!(
+                "ceiling {:.3} [{:.3}, {:.3}] (the teacher against its copies retrained with other seeds)",
+                x.cosine.mean, x.cosine.ci[0], x.cosine.ci[1]
+            )
+        },
+    );
+    let warnings = c
+        .teacher_warnings
+        .into_iter()
+        .map(|w| format!("The reference is unreliable: {w}."))
+        .chain(
+            c.ceiling_warnings
+                .into_iter()
+                .map(|w| format!("About the ceiling: {w}.")),
+        )
+        .map(|w| view! { <li>{w}</li> })
+        .collect_view();
+    view! {
+        <p class="calibration" id="calibration">{format!("Similarity for this task: {ceiling}; chance {:.3}.", c.floor)}</p>
+        <ul class="warnings">{warnings}</ul>
     }
 }
