@@ -8,12 +8,12 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{LoadReport, load_safetensors_bytes};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::explain::{ExplainInput, ExplainOptions, Explanation, Progress, explain_with_progress};
 use crate::model::EncoderClassifier;
 use crate::tokenize::{TextTokenizer, TokenizedText};
+use crate::weights::{LoadReport, load_safetensors_bytes};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -352,7 +352,7 @@ pub fn save_model_dir(
     };
     let config = serde_json::to_string_pretty(&model.config.to_hf_json()).map_err(|e| Error::Backend(e.to_string()))?;
     write(CONFIG_FILE, config.as_bytes())?;
-    write(WEIGHTS_FILE, &crate::checkpoint::to_safetensors_bytes(model)?)?;
+    write(WEIGHTS_FILE, &crate::weights::to_safetensors_bytes(model)?)?;
     write(TOKENIZER_FILE, tokenizer_json)?;
     let meta = serde_json::to_string_pretty(meta).map_err(|e| Error::Backend(e.to_string()))?;
     write(META_FILE, meta.as_bytes())?;

@@ -31,7 +31,6 @@ macro_rules! named_enum {
 }
 
 pub mod bundle;
-pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod erasure;
@@ -46,6 +45,7 @@ pub mod model;
 pub mod rng;
 pub mod schema;
 pub mod tokenize;
+pub mod weights;
 
 pub use bundle::{LoadedModel, ModelFiles, ModelMeta, TextExplanation};
 pub use config::{Architecture, ModelConfig};

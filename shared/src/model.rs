@@ -1,6 +1,6 @@
 //! The encoder classifier: one Burn module for the BERT and DistilBERT layouts.
 //!
-//! Field names follow the Hugging Face weights closely enough that [`crate::checkpoint`] maps
+//! Field names follow the Hugging Face weights closely enough that [`crate::weights`] maps
 //! them with a handful of rules. The forward pass is split at the word embeddings so that
 //! Integrated Gradients can differentiate with respect to them, exactly as transformers'
 //! `inputs_embeds` does: position and token-type embeddings and the embedding LayerNorm are

@@ -33,8 +33,8 @@ fn cpu_and_wgpu_give_the_same_attributions() {
     let cpu = Device::flex();
     let config = ModelConfig::preset("tiny_bert").unwrap();
     let on_cpu = config.init(&cpu).valid();
-    let bytes = astrid::checkpoint::to_safetensors_bytes(&on_cpu).unwrap();
-    let (on_gpu, _) = astrid::checkpoint::load_safetensors_bytes(&config, bytes, "memory", false, &gpu).unwrap();
+    let bytes = astrid::weights::to_safetensors_bytes(&on_cpu).unwrap();
+    let (on_gpu, _) = astrid::weights::load_safetensors_bytes(&config, bytes, "memory", false, &gpu).unwrap();
     let on_gpu = on_gpu.valid();
     for options in [
         ExplainOptions::default(),

@@ -46,9 +46,21 @@ pub struct Explanation {
     pub f_input: Option<f32>,
     pub f_baseline: Option<f32>,
     /// Gradients computed: the steps of a fixed rule, as many as adaptive IG needed, 1 for
-    /// saliency and gradient × input.
-    #[serde(default)]
+    /// saliency and gradient × input (0: not recorded).
+    #[serde(default, deserialize_with = "count_or_null")]
     pub gradient_evaluations: usize,
+}
+
+impl Explanation {
+    /// |F(input) − F(baseline)|, what the attributions add up to (up to the convergence delta).
+    pub fn signal(&self) -> Option<f64> {
+        Some((self.f_input? as f64 - self.f_baseline? as f64).abs())
+    }
+}
+
+/// A count, or null (files that did not record it) as 0.
+fn count_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    Ok(Option::<usize>::deserialize(d)?.unwrap_or(0))
 }
 
 /// Reads a tensor back to the host; awaits, so it works on WebGPU in the browser.

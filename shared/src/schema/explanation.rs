@@ -1,11 +1,16 @@
-//! One text explained by one model, as `trainer explain --json` prints it and the browser
-//! engine returns it.
+//! A text explained by a model, in the two files that hold one: `trainer explain --json`'s
+//! record (which the browser engine returns too), and a line of a run's
+//! `explanations/<model>.jsonl`. Both carry the one [`Explanation`] the IG engine returns,
+//! flattened into the same JSON fields, beside what each needs to know of the text.
+
+use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::TextExplanation;
-use crate::explain::ExplainOptions;
+use crate::explain::{ExplainOptions, Explanation};
 
+/// One text explained by one model, with its tokens, its labels and the options used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExplanationRecord {
     /// The model's name (its role in a run).
@@ -16,22 +21,21 @@ pub struct ExplanationRecord {
     pub special: Vec<bool>,
     /// The text was cut to the model's maximum length.
     pub truncated: bool,
-    /// One score per token.
-    pub attributions: Vec<f32>,
-    pub target: usize,
     /// The explained class's name, when the model's labels are known.
     pub label: Option<String>,
     /// Every class name, in class order.
     pub labels: Vec<String>,
-    pub probs: Vec<f32>,
-    /// IG only: sum(attributions) − (F(input) − F(baseline)).
-    pub convergence_delta: Option<f32>,
-    pub f_input: Option<f32>,
-    pub f_baseline: Option<f32>,
-    /// Gradients computed (adaptive IG: as many as it needed).
-    #[serde(default)]
-    pub gradient_evaluations: usize,
+    #[serde(flatten)]
+    pub explanation: Explanation,
     pub options: ExplainOptions,
+}
+
+impl Deref for ExplanationRecord {
+    type Target = Explanation;
+
+    fn deref(&self) -> &Explanation {
+        &self.explanation
+    }
 }
 
 impl ExplanationRecord {
@@ -43,15 +47,9 @@ impl ExplanationRecord {
             input_ids: tok.ids.clone(),
             special: tok.special.clone(),
             truncated: tok.truncated,
-            attributions: ex.attributions.clone(),
-            target: ex.target,
             label: labels.get(ex.target).cloned(),
             labels: labels.to_vec(),
-            probs: ex.probs.clone(),
-            convergence_delta: ex.convergence_delta,
-            f_input: ex.f_input,
-            f_baseline: ex.f_baseline,
-            gradient_evaluations: ex.gradient_evaluations,
+            explanation: ex.clone(),
             options: options.clone(),
         }
     }
@@ -67,9 +65,42 @@ impl ExplanationRecord {
     }
 }
 
+/// One line of `explanations/<model>.jsonl`: a validation text explained by one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextAttribution {
+    /// The text's index in the data.
+    pub index: usize,
+    pub tokens: Vec<String>,
+    pub special: Vec<bool>,
+    /// The text's true class.
+    pub label: usize,
+    #[serde(flatten)]
+    pub explanation: Explanation,
+}
+
+impl Deref for TextAttribution {
+    type Target = Explanation;
+
+    fn deref(&self) -> &Explanation {
+        &self.explanation
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn explanation() -> Explanation {
+        Explanation {
+            attributions: vec![0.0, 0.5, 0.0],
+            target: 1,
+            probs: vec![0.25, 0.75],
+            convergence_delta: Some(1e-4),
+            f_input: Some(0.75),
+            f_baseline: Some(0.25),
+            gradient_evaluations: 50,
+        }
+    }
 
     #[test]
     fn a_record_round_trips() {
@@ -79,20 +110,36 @@ mod tests {
             input_ids: vec![2, 7, 3],
             special: vec![true, false, true],
             truncated: false,
-            attributions: vec![0.0, 0.5, 0.0],
-            target: 1,
             label: Some("win".into()),
             labels: vec!["lose".into(), "win".into()],
-            probs: vec![0.25, 0.75],
-            convergence_delta: Some(1e-4),
-            f_input: Some(0.75),
-            f_baseline: Some(0.25),
-            gradient_evaluations: 50,
+            explanation: explanation(),
             options: ExplainOptions::default(),
         };
         let text = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<ExplanationRecord>(&text).unwrap(), record);
         assert_eq!(record.probability(), 0.75);
         assert_eq!(record.label_or_index(), "win");
+        // The explanation's fields sit at the top level, as the page and the tests read them.
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["gradient_evaluations"], 50);
+        assert_eq!(value["attributions"][1], 0.5);
+    }
+
+    #[test]
+    fn a_jsonl_row_round_trips_and_reads_files_without_a_count() {
+        let row = TextAttribution {
+            index: 3,
+            tokens: vec!["[CLS]".into(), "a".into(), "[SEP]".into()],
+            special: vec![true, false, true],
+            label: 1,
+            explanation: explanation(),
+        };
+        assert_eq!(row.signal(), Some(0.5));
+        let line = serde_json::to_string(&row).unwrap();
+        assert_eq!(serde_json::from_str::<TextAttribution>(&line).unwrap(), row);
+        let older = r#"{"index": 0, "tokens": [], "special": [], "attributions": [], "target": 0, "probs": [1.0],
+            "convergence_delta": null, "label": 0, "gradient_evaluations": null}"#;
+        let older: TextAttribution = serde_json::from_str(older).unwrap();
+        assert_eq!((older.gradient_evaluations, older.signal()), (0, None));
     }
 }

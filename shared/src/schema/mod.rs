@@ -7,13 +7,15 @@ pub mod bundle;
 pub mod explanation;
 pub mod results;
 pub mod settings;
+pub mod verdict;
 
 pub use bundle::{FileEntry, Manifest, ManifestModel};
-pub use explanation::ExplanationRecord;
+pub use explanation::{ExplanationRecord, TextAttribution};
 pub use results::{
     Agreements, BaselineOutput, Behaviour, Calibration, DataSummary, Estimate, Faithfulness, ModelResult, Positions,
-    Role, RunResults, SimilarityMode, TextAttribution, Thresholds, Verdict,
+    Role, RunResults, SimilarityMode, Thresholds,
 };
 pub use settings::{
     AlignSettings, AlignViews, EvidenceSettings, Objective, RUN_FORMAT, RunSettings, SelectBy, Suite, TargetChoice,
 };
+pub use verdict::Verdict;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::settings::{Objective, RunSettings};
+pub use super::verdict::Verdict;
 
 /// The version of the `results.json` layout.
 pub const RESULTS_FORMAT: u32 = 1;
@@ -325,68 +326,6 @@ fn objective_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<O
     }
 }
 
-/// What the decision rule made of a model. Stored as the sentence the report shows
-/// ("keep", "drop: accuracy 0.600 < 0.7, …"), so results files and bundles read the same.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(into = "String", from = "String")]
-pub enum Verdict {
-    /// No decision recorded.
-    #[default]
-    Undecided,
-    /// The reference every student is compared with.
-    Teacher,
-    /// Passes the rule.
-    Keep,
-    /// Passes the rule and is the smallest that does.
-    Recommended,
-    /// Fails the rule, for these reasons.
-    Drop(Vec<String>),
-}
-
-const TEACHER_VERDICT: &str = "teacher (reference)";
-const KEEP_VERDICT: &str = "keep";
-const RECOMMENDED_VERDICT: &str = "keep (recommended: smallest that passes)";
-const DROP_PREFIX: &str = "drop: ";
-
-impl Verdict {
-    /// Kept by the rule (recommended or not).
-    pub fn keeps(&self) -> bool {
-        matches!(self, Verdict::Keep | Verdict::Recommended)
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Verdict::Undecided => Ok(()),
-            Verdict::Teacher => f.write_str(TEACHER_VERDICT),
-            Verdict::Keep => f.write_str(KEEP_VERDICT),
-            Verdict::Recommended => f.write_str(RECOMMENDED_VERDICT),
-            Verdict::Drop(reasons) => write!(f, "{DROP_PREFIX}{}", reasons.join(", ")),
-        }
-    }
-}
-
-impl From<Verdict> for String {
-    fn from(v: Verdict) -> String {
-        v.to_string()
-    }
-}
-
-impl From<String> for Verdict {
-    fn from(s: String) -> Verdict {
-        match s.as_str() {
-            TEACHER_VERDICT => Verdict::Teacher,
-            KEEP_VERDICT => Verdict::Keep,
-            RECOMMENDED_VERDICT => Verdict::Recommended,
-            _ => match s.strip_prefix(DROP_PREFIX) {
-                Some(reasons) => Verdict::Drop(reasons.split(", ").map(str::to_string).collect()),
-                None => Verdict::Undecided,
-            },
-        }
-    }
-}
-
 /// Below this mean drop of probability, removing a model's top tokens changes nothing worth
 /// dividing by: behavioural agreement is not computed.
 pub const MIN_DROP: f64 = 0.01;
@@ -422,35 +361,6 @@ impl RunResults {
 
     pub fn model(&self, name: &str) -> Option<&ModelResult> {
         self.models.iter().find(|m| m.name == name)
-    }
-}
-
-/// One line of `explanations/<model>.jsonl`: a validation text explained by one model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TextAttribution {
-    /// The text's index in the data.
-    pub index: usize,
-    pub tokens: Vec<String>,
-    pub special: Vec<bool>,
-    pub attributions: Vec<f32>,
-    pub target: usize,
-    pub probs: Vec<f32>,
-    pub convergence_delta: Option<f32>,
-    pub label: usize,
-    /// F(input) and F(baseline): the explained class's probability at both ends of IG's path.
-    #[serde(default)]
-    pub f_input: Option<f32>,
-    #[serde(default)]
-    pub f_baseline: Option<f32>,
-    /// Gradients IG computed for this text (the steps of a fixed rule; adaptive IG's own count).
-    #[serde(default)]
-    pub gradient_evaluations: Option<usize>,
-}
-
-impl TextAttribution {
-    /// |F(input) − F(baseline)|, what the attributions add up to (up to the convergence delta).
-    pub fn signal(&self) -> Option<f64> {
-        Some((self.f_input? as f64 - self.f_baseline? as f64).abs())
     }
 }
 
@@ -503,37 +413,10 @@ mod tests {
         let text = serde_json::to_string(&results).unwrap();
         assert_eq!(serde_json::from_str::<RunResults>(&text).unwrap(), results);
         assert_eq!(results.teacher().unwrap().name, "t");
-        let row = TextAttribution {
-            index: 3,
-            tokens: vec!["[CLS]".into()],
-            special: vec![true],
-            attributions: vec![0.5],
-            target: 1,
-            probs: vec![0.25, 0.75],
-            convergence_delta: None,
-            label: 1,
-            f_input: Some(0.75),
-            f_baseline: Some(0.5),
-            gradient_evaluations: Some(50),
-        };
-        assert_eq!(row.signal(), Some(0.25));
-        let line = serde_json::to_string(&row).unwrap();
-        assert_eq!(serde_json::from_str::<TextAttribution>(&line).unwrap(), row);
     }
 
     #[test]
-    fn verdicts_read_back_as_written() {
-        for v in [
-            Verdict::Teacher,
-            Verdict::Keep,
-            Verdict::Recommended,
-            Verdict::Drop(vec!["accuracy 0.600 < 0.7".into(), "similarity 0.500 < 0.8".into()]),
-        ] {
-            let text = serde_json::to_string(&v).unwrap();
-            assert_eq!(serde_json::from_str::<Verdict>(&text).unwrap(), v, "{text}");
-        }
-        assert_eq!(Verdict::Drop(vec!["a".into(), "b".into()]).to_string(), "drop: a, b");
-        assert!(Verdict::Recommended.keeps() && !Verdict::Teacher.keeps());
+    fn an_empty_objective_is_none_and_a_verdict_reads_back() {
         let old: ModelResult = serde_json::from_str(r#"{"name": "s", "objective": "", "verdict": "keep"}"#).unwrap();
         assert_eq!((old.objective, old.verdict), (None, Verdict::Keep));
         let new: ModelResult = serde_json::from_str(r#"{"objective": "align"}"#).unwrap();

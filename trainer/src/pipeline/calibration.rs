@@ -285,14 +285,16 @@ mod tests {
             index: 0,
             tokens: ["[CLS]", "a", "b", "c", "[SEP]"].map(String::from).to_vec(),
             special: vec![true, false, false, false, true],
-            attributions: vec![9.0, 1.0, 2.0, 3.0, 8.0],
-            target: 0,
-            probs: vec![1.0],
-            convergence_delta: None,
             label: 0,
-            f_input: None,
-            f_baseline: None,
-            gradient_evaluations: None,
+            explanation: astrid::Explanation {
+                attributions: vec![9.0, 1.0, 2.0, 3.0, 8.0],
+                target: 0,
+                probs: vec![1.0],
+                convergence_delta: None,
+                f_input: None,
+                f_baseline: None,
+                gradient_evaluations: 0,
+            },
         };
         let p = permuted(&row, &mut SplitMix64::new(3));
         assert_eq!((p[0], p[4]), (9.0, 8.0));

@@ -183,7 +183,7 @@ struct SignalSummary {
 }
 
 fn signal_summary(rows: &[TextAttribution], classes: usize) -> SignalSummary {
-    let signals: Vec<f64> = rows.iter().filter_map(TextAttribution::signal).collect();
+    let signals: Vec<f64> = rows.iter().filter_map(|r| r.signal()).collect();
     let mut sums = vec![(0.0, 0usize); classes];
     for row in rows {
         if let (Some(f), Some(slot)) = (row.f_baseline, sums.get_mut(row.target)) {
@@ -224,14 +224,16 @@ mod tests {
             index: 0,
             tokens: vec![],
             special: vec![],
-            attributions: vec![],
-            target,
-            probs: vec![],
-            convergence_delta: None,
             label: target,
-            f_input: Some(f_input),
-            f_baseline: Some(f_baseline),
-            gradient_evaluations: None,
+            explanation: astrid::Explanation {
+                attributions: vec![],
+                target,
+                probs: vec![],
+                convergence_delta: None,
+                f_input: Some(f_input),
+                f_baseline: Some(f_baseline),
+                gradient_evaluations: 0,
+            },
         }
     }
 
@@ -244,10 +246,8 @@ mod tests {
         assert!((s.mean_f_baseline[0].unwrap() - 0.5).abs() < 1e-6);
         assert!((s.mean_f_baseline[1].unwrap() - 0.66).abs() < 1e-6);
         assert_eq!(s.mean_f_baseline[2], None);
-        let missing = TextAttribution {
-            f_input: None,
-            ..row(0, 0.0, 0.0)
-        };
+        let mut missing = row(0, 0.0, 0.0);
+        missing.explanation.f_input = None;
         assert_eq!(signal_summary(&[missing], 2).mean_abs, None);
     }
 

@@ -92,14 +92,8 @@ pub fn explain_validation(
                 index: prepared.split.validation[j],
                 tokens: tokens.tokens.clone(),
                 special: tokens.special.clone(),
-                attributions: e.attributions,
-                target: e.target,
-                probs: e.probs,
-                convergence_delta: e.convergence_delta,
                 label: val_set.labels[j],
-                f_input: e.f_input,
-                f_baseline: e.f_baseline,
-                gradient_evaluations: Some(e.gradient_evaluations),
+                explanation: e,
             });
             bar.inc(1);
         }

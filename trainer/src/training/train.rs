@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use astrid::checkpoint::to_safetensors_bytes;
 use astrid::explain::{argmax, read_f32};
 use astrid::kernels::AdamWStep;
 use astrid::model::{EncoderClassifier, with_dropout_stream};
+use astrid::weights::to_safetensors_bytes;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
@@ -373,7 +373,7 @@ pub fn train(
     let best_path = checkpoints.best_weights(state.best_epoch);
     let best = checkpoints.read_checked(&best_path, &state.best_sha256)?;
     let (best, _) =
-        astrid::checkpoint::load_safetensors_bytes(&config, best, &best_path.display().to_string(), false, device)?;
+        astrid::weights::load_safetensors_bytes(&config, best, &best_path.display().to_string(), false, device)?;
     Ok(Trained {
         model: best.valid(),
         state,

@@ -432,7 +432,7 @@ fn leaderboard_row(r: ModelResult, is_recommended: bool) -> impl IntoView {
     view! {
         <tr class=class>
             <td>{r.name.clone()}</td>
-            <td>{if r.objective.is_empty() { "—".to_string() } else { r.objective.clone() }}</td>
+            <td>{r.objective.map_or("—", |o| o.name()).to_string()}</td>
             <td>{if r.starts_from.is_empty() { "—".to_string() } else { r.starts_from.clone() }}</td>
             <td>{format!("{}x{}", r.layers, r.hidden)}</td>
             <td>{params_text(Some(r.params as u64))}</td>
@@ -444,7 +444,7 @@ fn leaderboard_row(r: ModelResult, is_recommended: bool) -> impl IntoView {
                 _ => "—".to_string(),
             }}</td>
             <td>{optional(r.spearman_mean, 3)}</td>
-            <td>{r.verdict.clone()}</td>
+            <td>{r.verdict.to_string()}</td>
         </tr>
     }
 }

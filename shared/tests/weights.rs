@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use astrid::checkpoint::{load_safetensors_bytes, to_safetensors_bytes};
 use astrid::explain::read_f32;
+use astrid::weights::{load_safetensors_bytes, to_safetensors_bytes};
 use astrid::{LoadedModel, ModelConfig};
 use burn::module::Module;
 use burn::tensor::activation::softmax;
