@@ -28,7 +28,7 @@ impl Default for PageOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
     /// WebGPU when the browser has a hardware adapter, else the CPU (a software WebGPU
-    /// adapter such as SwiftShader is ~30x slower than WebAssembly on the same CPU).
+    /// adapter such as SwiftShader is far slower than WebAssembly on the same CPU).
     #[default]
     Auto,
     /// WebGPU whenever there is an adapter, software or not.

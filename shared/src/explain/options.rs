@@ -96,7 +96,7 @@ pub struct ExplainOptions {
     pub target: Option<usize>,
     /// Independent chains of work that split the interpolation points between them, chosen
     /// by the caller for its backend: burn's CPU backend runs element-wise operations on one
-    /// thread, so two chains fill a 2-core machine (IG 1.2-1.45x faster); a GPU and the
+    /// thread, so two chains fill a 2-core machine (docs/design/ig-engine.md); a GPU and the
     /// browser use 1. The result does not depend on it beyond float rounding.
     pub workers: usize,
     /// Adaptive IG: stop when |convergence delta| and the rule's error estimate are both at

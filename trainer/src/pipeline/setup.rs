@@ -349,7 +349,7 @@ mod tests {
             differing,
             BTreeMap::from([(crate::models::suite::ROLES[0].to_string(), 5e-5)])
         );
-        // Without --init: nothing differs (the fingerprint of earlier runs).
+        // Without --init: no role has a rate of its own.
         assert!(
             learning_rates(&RunConfig::default(), &BTreeMap::new(), &none)
                 .1
