@@ -13,7 +13,7 @@ use astrid::schema::TextAttribution;
 
 use crate::pipeline::prepare::{EncodedSplits, Prepared};
 use crate::settings::RunConfig;
-use crate::training::train::predict_logits;
+use crate::training::batches::predict_logits;
 use astrid::schema::TargetChoice;
 
 /// The teacher's predicted class for each explained validation text: the targets with
