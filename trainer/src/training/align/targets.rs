@@ -6,13 +6,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use astrid::EncoderClassifier;
-use astrid::explain::{Attribution, Baseline, ExplainInput, ExplainOptions, Method, explain};
+use astrid::explain::{Attribution, Baseline, ExplainOptions, Method};
 use astrid::files::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::training::align::AlignSettings;
 use crate::training::align::views::{Probe, View, ViewPlan, view_logits};
 use crate::training::batches::Encoded;
+use crate::training::explain_texts::{Progress, Texts, explain_texts};
 
 /// The teacher's logits on each training text's probe, per epoch: `[epoch][text] → logits`
 /// of the probe's views, one after the other.
@@ -174,11 +175,10 @@ fn teacher_attributions(
     train: &Encoded,
     steps: usize,
     baseline: Baseline,
-    (pad_id, mask_id): (Option<u32>, Option<u32>),
+    special_ids: (Option<u32>, Option<u32>),
     workers: usize,
     quiet: bool,
 ) -> anyhow::Result<Vec<Vec<f32>>> {
-    let bar = crate::util::progress::bar(train.ids.len(), "teacher (align)", "IG", quiet);
     let options = ExplainOptions {
         attribution: Attribution::Ig,
         method: Method::GaussLegendre,
@@ -187,21 +187,18 @@ fn teacher_attributions(
         workers,
         ..ExplainOptions::default()
     };
-    let mut rows = Vec::with_capacity(train.ids.len());
-    for (i, (ids, special)) in train.ids.iter().zip(&train.special).enumerate() {
-        let input = ExplainInput {
-            ids,
-            special,
-            pad_id,
-            mask_id,
-        };
-        let e = pollster::block_on(explain(teacher, &input, &options))
-            .with_context(|| format!("the teacher's attributions for aligned views: training text {}", i + 1))?;
-        rows.push(e.attributions);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(rows)
+    let texts = Texts {
+        ids: &train.ids,
+        special: &train.special,
+        special_ids,
+    };
+    let progress = Progress {
+        label: "teacher (align)",
+        quiet,
+        describe: &|i| format!("the teacher's attributions for aligned views: training text {}", i + 1),
+    };
+    let explanations = explain_texts(teacher, texts, &options, |_| None, progress)?;
+    Ok(explanations.into_iter().map(|e| e.attributions).collect())
 }
 
 #[cfg(test)]
