@@ -11,7 +11,7 @@ use astrid::explain::argmax;
 use astrid::kernels::AdamWStep;
 use astrid::model::EncoderClassifier;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use burn_store::{BurnpackStore, ModuleSnapshot};
@@ -123,126 +123,24 @@ pub fn train(
 ) -> anyhow::Result<Trained> {
     std::fs::create_dir_all(&checkpoints.0).with_context(|| format!("{}: cannot create", checkpoints.0.display()))?;
     let config = model.config.clone();
-    let mut state = checkpoints.load_state()?.unwrap_or(TrainState {
-        epochs_done: 0,
-        best_accuracy: f64::NEG_INFINITY,
-        best_epoch: 0,
-        epochs_without_improvement: 0,
-        finished: false,
-        history: Vec::new(),
-        weights_sha256: String::new(),
-        optimizer_sha256: String::new(),
-        best_sha256: String::new(),
-    });
+    let mut state = checkpoints.load_state()?.unwrap_or_else(fresh_state);
     let autodiff = device.clone().autodiff();
     let mut optimizer = adamw(options);
     let mut model = model.to_device(&autodiff).train();
-    let finished = |state: &TrainState| state.finished || state.epochs_done >= options.epochs;
-    if state.epochs_done > 0 && !finished(&state) {
-        let weights_path = checkpoints.epoch_weights(state.epochs_done);
-        let weights = checkpoints.read_checked(&weights_path, &state.weights_sha256)?;
-        let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(weights)));
-        model.load_from(&mut store).with_context(|| {
-            format!(
-                "{}: cannot resume from it; delete {} to train this model again",
-                weights_path.display(),
-                checkpoints.0.display()
-            )
-        })?;
-        let optimizer_path = checkpoints.epoch_optimizer(state.epochs_done);
-        let bytes = checkpoints.read_checked(&optimizer_path, &state.optimizer_sha256)?;
-        optimizer = optimizer
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_path.display()))?;
-    }
-    if !finished(&state) {
-        let steps_per_epoch = train.ids.len().div_ceil(options.batch_size.max(1));
-        let total_steps = steps_per_epoch * options.epochs;
-        let loss_fn = CrossEntropyLossConfig::new()
-            .with_weights(options.class_weights.clone())
-            .init(&autodiff);
-        for epoch in state.epochs_done..options.epochs {
-            let mut order: Vec<usize> = (0..train.ids.len()).collect();
-            SplitMix64::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
-            let bar = crate::util::progress::bar(train.ids.len(), format!("{name} e{}", epoch + 1), "", quiet);
-            let started = Instant::now();
-            let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
-            for (b, chunk) in order.chunks(options.batch_size.max(1)).enumerate() {
-                let lr = learning_rate(options, epoch * steps_per_epoch + b, total_steps);
-                let plan = StepPlan {
-                    lr,
-                    distill: options.distill,
-                    class_weights: options.class_weights.as_deref(),
-                    workers: options.workers,
-                    dropout_seed: step_seed(options.seed, epoch, b),
-                };
-                let texts = Batch {
-                    texts: chunk,
-                    data: train,
-                    epoch,
-                };
-                let step = train_batch(model, &mut optimizer, &loss_fn, texts, guidance, plan)?;
-                model = step.model;
-                let loss_value = step.loss;
-                if !loss_value.is_finite() {
-                    bail!(
-                        "{name}: the loss became {loss_value} at epoch {}, batch {}; lower --lr (now {}) or check the data",
-                        epoch + 1,
-                        b + 1,
-                        options.learning_rate
-                    );
-                }
-                right += step.right;
-                loss_sum += loss_value * chunk.len() as f64;
-                seen += chunk.len();
-                bar.inc(chunk.len() as u64);
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.3} {:.1} seq/s",
-                    loss_sum / seen as f64,
-                    right as f64 / seen as f64,
-                    seen as f64 / started.elapsed().as_secs_f64()
-                ));
-            }
-            let speed = seen as f64 / started.elapsed().as_secs_f64();
-            bar.finish_and_clear();
-            let valid = model.valid();
-            let val_logits = predict_logits(&valid, &validation.ids, 64)?;
-            let predicted: Vec<usize> = val_logits.iter().map(|l| argmax(l)).collect();
-            let classes = val_logits.first().map_or(0, Vec::len);
-            let val = classification(&predicted, &validation.labels, classes);
-            let record = EpochRecord {
-                epoch: epoch + 1,
-                loss: loss_sum / seen.max(1) as f64,
-                train_accuracy: right as f64 / seen.max(1) as f64,
-                validation_accuracy: val.accuracy,
-                validation_macro_f1: Some(val.macro_f1),
-                sequences_per_second: speed,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            eprintln!(
-                "{name:>14} epoch {}: loss {:.4}, train acc {:.3}, validation acc {:.3}, macro-F1 {:.3}, {:.1} seq/s",
-                record.epoch, record.loss, record.train_accuracy, record.validation_accuracy, val.macro_f1, speed
-            );
-            let better = improves(options.select_by, &state, &record);
-            state.history.push(record);
-            state.epochs_done = epoch + 1;
-            if better {
-                state.best_accuracy = val.accuracy;
-                state.best_epoch = epoch + 1;
-                state.epochs_without_improvement = 0;
-                let best = to_safetensors_bytes(&valid)?;
-                state.best_sha256 = crate::util::digest::sha256_hex(&best);
-                write_atomic(&checkpoints.best_weights(state.best_epoch), &best)?;
-            } else {
-                state.epochs_without_improvement += 1;
-            }
-            state.finished =
-                state.epochs_without_improvement >= options.patience || state.epochs_done >= options.epochs;
-            save_training_state(checkpoints, &model, &optimizer, &mut state)?;
-            if state.finished {
-                break;
-            }
+    let run = Run {
+        name,
+        train,
+        validation,
+        guidance,
+        options,
+        checkpoints,
+        quiet,
+    };
+    if !run.finished(&state) {
+        if state.epochs_done > 0 {
+            optimizer = resume(&mut model, optimizer, checkpoints, &state)?;
         }
+        run.epochs(model, optimizer, &autodiff, &mut state)?;
     }
     let best_path = checkpoints.best_weights(state.best_epoch);
     let best = checkpoints.read_checked(&best_path, &state.best_sha256)?;
@@ -253,6 +151,222 @@ pub fn train(
         state,
     })
 }
+
+/// The state of a model that has not trained yet.
+fn fresh_state() -> TrainState {
+    TrainState {
+        epochs_done: 0,
+        best_accuracy: f64::NEG_INFINITY,
+        best_epoch: 0,
+        epochs_without_improvement: 0,
+        finished: false,
+        history: Vec::new(),
+        weights_sha256: String::new(),
+        optimizer_sha256: String::new(),
+        best_sha256: String::new(),
+    }
+}
+
+/// Loads the weights and the optimizer state of the last epoch `state` records into `model`
+/// and returns the optimizer.
+fn resume(
+    model: &mut EncoderClassifier,
+    optimizer: ModuleOptimizer,
+    checkpoints: &TrainingStateDir,
+    state: &TrainState,
+) -> anyhow::Result<ModuleOptimizer> {
+    let weights_path = checkpoints.epoch_weights(state.epochs_done);
+    let weights = checkpoints.read_checked(&weights_path, &state.weights_sha256)?;
+    let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(weights)));
+    model.load_from(&mut store).with_context(|| {
+        format!(
+            "{}: cannot resume from it; delete {} to train this model again",
+            weights_path.display(),
+            checkpoints.0.display()
+        )
+    })?;
+    let optimizer_path = checkpoints.epoch_optimizer(state.epochs_done);
+    let bytes = checkpoints.read_checked(&optimizer_path, &state.optimizer_sha256)?;
+    optimizer
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_path.display()))
+}
+
+/// What [`train`] was given besides the model and the device.
+struct Run<'a> {
+    name: &'a str,
+    train: &'a Encoded,
+    validation: &'a Encoded,
+    guidance: Guidance<'a>,
+    options: &'a TrainOptions,
+    checkpoints: &'a TrainingStateDir,
+    quiet: bool,
+}
+
+/// Optimizer steps per epoch and in all, for the learning-rate schedule.
+#[derive(Clone, Copy)]
+struct Schedule {
+    steps_per_epoch: usize,
+    total_steps: usize,
+}
+
+/// What one epoch's batches added up to.
+struct EpochTotals {
+    loss_sum: f64,
+    right: usize,
+    seen: usize,
+    /// Texts per second over the batches.
+    speed: f64,
+    started: Instant,
+}
+
+impl Run<'_> {
+    fn finished(&self, state: &TrainState) -> bool {
+        state.finished || state.epochs_done >= self.options.epochs
+    }
+
+    /// The epochs from the one after `state`'s last, each validated and checkpointed, until
+    /// the last epoch or `patience` epochs without a better one.
+    fn epochs(
+        &self,
+        mut model: EncoderClassifier,
+        mut optimizer: ModuleOptimizer,
+        autodiff: &Device,
+        state: &mut TrainState,
+    ) -> anyhow::Result<()> {
+        let options = self.options;
+        let steps_per_epoch = self.train.ids.len().div_ceil(options.batch_size.max(1));
+        let schedule = Schedule {
+            steps_per_epoch,
+            total_steps: steps_per_epoch * options.epochs,
+        };
+        let loss_fn = CrossEntropyLossConfig::new()
+            .with_weights(options.class_weights.clone())
+            .init(autodiff);
+        for epoch in state.epochs_done..options.epochs {
+            let (trained, totals) = self.epoch(epoch, model, &mut optimizer, &loss_fn, schedule)?;
+            model = trained;
+            let valid = model.valid();
+            let record = self.validate(&valid, epoch, &totals)?;
+            self.record(state, record, &valid)?;
+            save_training_state(self.checkpoints, &model, &optimizer, state)?;
+            if state.finished {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass over the training texts in this epoch's shuffled order, a step per batch.
+    fn epoch(
+        &self,
+        epoch: usize,
+        mut model: EncoderClassifier,
+        optimizer: &mut ModuleOptimizer,
+        loss_fn: &CrossEntropyLoss,
+        schedule: Schedule,
+    ) -> anyhow::Result<(EncoderClassifier, EpochTotals)> {
+        let (name, options, train) = (self.name, self.options, self.train);
+        let mut order: Vec<usize> = (0..train.ids.len()).collect();
+        SplitMix64::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
+        let bar = crate::util::progress::bar(train.ids.len(), format!("{name} e{}", epoch + 1), "", self.quiet);
+        let started = Instant::now();
+        let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
+        for (b, chunk) in order.chunks(options.batch_size.max(1)).enumerate() {
+            let lr = learning_rate(options, epoch * schedule.steps_per_epoch + b, schedule.total_steps);
+            let plan = StepPlan {
+                lr,
+                distill: options.distill,
+                class_weights: options.class_weights.as_deref(),
+                workers: options.workers,
+                dropout_seed: step_seed(options.seed, epoch, b),
+            };
+            let texts = Batch {
+                texts: chunk,
+                data: train,
+                epoch,
+            };
+            let step = train_batch(model, optimizer, loss_fn, texts, self.guidance, plan)?;
+            model = step.model;
+            let loss_value = step.loss;
+            if !loss_value.is_finite() {
+                bail!(
+                    "{name}: the loss became {loss_value} at epoch {}, batch {}; lower --lr (now {}) or check the data",
+                    epoch + 1,
+                    b + 1,
+                    options.learning_rate
+                );
+            }
+            right += step.right;
+            loss_sum += loss_value * chunk.len() as f64;
+            seen += chunk.len();
+            bar.inc(chunk.len() as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.3} {:.1} seq/s",
+                loss_sum / seen as f64,
+                right as f64 / seen as f64,
+                seen as f64 / started.elapsed().as_secs_f64()
+            ));
+        }
+        let speed = seen as f64 / started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let totals = EpochTotals {
+            loss_sum,
+            right,
+            seen,
+            speed,
+            started,
+        };
+        Ok((model, totals))
+    }
+
+    /// The epoch's record: its training figures and the model's on the validation texts
+    /// (printed too).
+    fn validate(&self, valid: &EncoderClassifier, epoch: usize, totals: &EpochTotals) -> anyhow::Result<EpochRecord> {
+        let val_logits = predict_logits(valid, &self.validation.ids, 64)?;
+        let predicted: Vec<usize> = val_logits.iter().map(|l| argmax(l)).collect();
+        let classes = val_logits.first().map_or(0, Vec::len);
+        let val = classification(&predicted, &self.validation.labels, classes);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            loss: totals.loss_sum / totals.seen.max(1) as f64,
+            train_accuracy: totals.right as f64 / totals.seen.max(1) as f64,
+            validation_accuracy: val.accuracy,
+            validation_macro_f1: Some(val.macro_f1),
+            sequences_per_second: totals.speed,
+            seconds: totals.started.elapsed().as_secs_f64(),
+        };
+        let name = self.name;
+        eprintln!(
+            "{name:>14} epoch {}: loss {:.4}, train acc {:.3}, validation acc {:.3}, macro-F1 {:.3}, {:.1} seq/s",
+            record.epoch, record.loss, record.train_accuracy, record.validation_accuracy, val.macro_f1, totals.speed
+        );
+        Ok(record)
+    }
+
+    /// Adds `record` to `state`, keeps the model's weights when the epoch is the best so far,
+    /// and says whether training is finished.
+    fn record(&self, state: &mut TrainState, record: EpochRecord, valid: &EncoderClassifier) -> anyhow::Result<()> {
+        let options = self.options;
+        let (epoch, accuracy) = (record.epoch, record.validation_accuracy);
+        let better = improves(options.select_by, state, &record);
+        state.history.push(record);
+        state.epochs_done = epoch;
+        if better {
+            state.best_accuracy = accuracy;
+            state.best_epoch = epoch;
+            state.epochs_without_improvement = 0;
+            let best = to_safetensors_bytes(valid)?;
+            state.best_sha256 = crate::util::digest::sha256_hex(&best);
+            write_atomic(&self.checkpoints.best_weights(state.best_epoch), &best)?;
+        } else {
+            state.epochs_without_improvement += 1;
+        }
+        state.finished = state.epochs_without_improvement >= options.patience || state.epochs_done >= options.epochs;
+        Ok(())
+    }
+}
+
 /// AdamW with weight decay and per-tensor gradient clipping by norm (burn's defaults for the
 /// rest), its step fused on the CPU ([`FusedAdamW`]).
 pub fn adamw(options: &TrainOptions) -> ModuleOptimizer {

@@ -71,21 +71,7 @@ pub fn align_targets(
         quiet,
     } = *inputs;
     let path = out.join(CACHE_FILE);
-    let cached: Option<AlignCache> = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(|c: &AlignCache| {
-            c.format == CACHE_FORMAT
-                && c.settings == settings
-                && c.seed == seed
-                && c.teacher_sha256 == teacher_sha256
-                && c.texts == train.ids.len()
-                && c.epochs == epochs
-                && c.logits.len() == epochs
-                && c.logits.iter().all(|e| e.len() == train.ids.len())
-                && c.attributions.as_ref().is_none_or(|a| a.len() == train.ids.len())
-        });
-    if let Some(cache) = cached {
+    if let Some(cache) = read_cache(&path, inputs, teacher_sha256) {
         let plan = ViewPlan::new(settings, seed, train, cache.attributions.as_deref(), special_ids.1)?;
         return Ok(AlignTargets {
             plan,
@@ -106,22 +92,7 @@ pub fn align_targets(
         None => None,
     };
     let plan = ViewPlan::new(settings, seed, train, attributions.as_deref(), special_ids.1)?;
-    let mut logits = Vec::with_capacity(epochs);
-    for epoch in 0..epochs {
-        let probes: Vec<Probe> = (0..train.ids.len()).map(|i| plan.probe(epoch, i, train)).collect();
-        let views: Vec<&View> = probes.iter().flat_map(Probe::views).collect();
-        let mut rows = batched_logits(teacher, &views, settings.baseline, special_ids)?.into_iter();
-        // One entry per text: its views' logits, one after the other.
-        let per_text = probes
-            .iter()
-            .map(|p| {
-                (0..p.views().len())
-                    .flat_map(|_| rows.next().unwrap_or_default())
-                    .collect()
-            })
-            .collect();
-        logits.push(per_text);
-    }
+    let logits = teacher_view_logits(teacher, &plan, inputs)?;
     let cache = AlignCache {
         format: CACHE_FORMAT,
         settings,
@@ -141,6 +112,53 @@ pub fn align_targets(
         logits: cache.logits,
         special_ids,
     })
+}
+
+/// The cache at `path` when it was made for this teacher and these inputs (and fits them);
+/// `None` when it is missing, unreadable or made for others.
+fn read_cache(path: &Path, inputs: &AlignInputs, teacher_sha256: &str) -> Option<AlignCache> {
+    let texts = inputs.train.ids.len();
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(|c: &AlignCache| {
+            c.format == CACHE_FORMAT
+                && c.settings == inputs.settings
+                && c.seed == inputs.seed
+                && c.teacher_sha256 == teacher_sha256
+                && c.texts == texts
+                && c.epochs == inputs.epochs
+                && c.logits.len() == inputs.epochs
+                && c.logits.iter().all(|e| e.len() == texts)
+                && c.attributions.as_ref().is_none_or(|a| a.len() == texts)
+        })
+}
+
+/// The teacher's logits on every training text's probe in every epoch: `[epoch][text]`, the
+/// probe's views one after the other.
+fn teacher_view_logits(
+    teacher: &EncoderClassifier,
+    plan: &ViewPlan,
+    inputs: &AlignInputs,
+) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+    let train = inputs.train;
+    let mut logits = Vec::with_capacity(inputs.epochs);
+    for epoch in 0..inputs.epochs {
+        let probes: Vec<Probe> = (0..train.ids.len()).map(|i| plan.probe(epoch, i, train)).collect();
+        let views: Vec<&View> = probes.iter().flat_map(Probe::views).collect();
+        let mut rows = batched_logits(teacher, &views, inputs.settings.baseline, inputs.special_ids)?.into_iter();
+        // One entry per text: its views' logits, one after the other.
+        let per_text = probes
+            .iter()
+            .map(|p| {
+                (0..p.views().len())
+                    .flat_map(|_| rows.next().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        logits.push(per_text);
+    }
+    Ok(logits)
 }
 
 /// Logits of every view, 64 at a time, sorted by length to keep padding small.
