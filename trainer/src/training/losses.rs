@@ -45,7 +45,8 @@ impl Share {
     };
 }
 
-/// `loss · share`, without an operation when the share is 1 (one thread: today's numbers).
+/// `loss · share`, without an operation when the share is 1, so a batch that is not split
+/// has the numbers of an unscaled loss, bit for bit.
 fn scaled(loss: Tensor<1>, share: f64) -> Tensor<1> {
     if share == 1.0 { loss } else { loss.mul_scalar(share) }
 }

@@ -131,11 +131,10 @@ fn shard_gradients(
 ///
 /// With `plan.workers` > 1 the batch is split into that many shards, each run by a replica of
 /// the model on its own thread: the replica is forked (`Module::fork`), so it has its own
-/// autodiff graph and no node is shared between concurrent backward passes (burn #5573 was
-/// about passes sharing the model's parameters). Each replica draws dropout masks from its
-/// own stream; the shards' losses are scaled by their [`Share`]s, and their gradients summed
-/// in shard order, so a step is the same for a given seed and worker count, whatever the
-/// threads' timing.
+/// autodiff graph and no node is shared between concurrent backward passes (burn #5573). Each
+/// replica draws dropout masks from its own stream; the shards' losses are scaled by their
+/// [`Share`]s, and their gradients summed in shard order, so a step is the same for a given
+/// seed and worker count, whatever the threads' timing.
 pub fn train_batch(
     model: EncoderClassifier,
     optimizer: &mut ModuleOptimizer,
@@ -210,8 +209,8 @@ fn batch_gradients(
 
 /// Adds up the gradients of every parameter (one readback per step); with `name_each`, finds
 /// the first parameter whose gradient is not finite instead.
-/// (burn 0.22's traversal calls `visit_float` and `enter_module`, never
-/// `visit_float_with_path`: the path is kept here.)
+/// The path is kept here: burn's traversal calls `visit_float` and `enter_module`, never
+/// `visit_float_with_path`.
 struct GradientScan<'a> {
     grads: &'a GradientsParams,
     total: Option<Tensor<1>>,

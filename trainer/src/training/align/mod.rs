@@ -12,17 +12,13 @@
 //!   space is shared by teacher and student whatever their widths.
 //! - **evidence** views (ERASER's; the default): the text without the teacher's top-k content
 //!   tokens, and with only them, from the teacher's IG on the training texts (few steps: a
-//!   ranking is all that is needed; 8 Gauss-Legendre steps share 0.80 of the top 5 with 50).
+//!   ranking is all that is needed).
 //! - **slope** probes: the teacher's finite-difference slope along IG's path in a random ±1
 //!   direction over the tokens (the IG integrand projected on it), matched in squared error.
 //!
-//! Measured on the embedded default (one teacher, five students): evidence views gave the
-//! highest similarity and behavioural agreement, path points about the same similarity, and
-//! slopes kept the students at the planted shortcut (README, "Students that keep the
-//! teacher's reasons").
-//!
-//! The teacher's logits on every view of every epoch are computed once, before the students
-//! train, and cached in the run directory ([`CACHE_FILE`]) with its attributions.
+//! The views and the probe each text gets per epoch are in [`views`]; the teacher's logits on
+//! every view of every epoch are computed once, before the students train, and cached in the
+//! run directory with its attributions ([`targets`]).
 
 pub use astrid::schema::{AlignSettings, AlignViews, EvidenceSettings, Objective};
 

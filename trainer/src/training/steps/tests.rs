@@ -37,9 +37,8 @@ fn flat_weights(model: &EncoderClassifier) -> Vec<f32> {
     collect.0
 }
 
-/// A NaN in one parameter's gradient stops training with that parameter's name (burn
-/// 0.22 never calls `visit_float_with_path`, which this check once relied on: it passed
-/// everything).
+/// A NaN in one parameter's gradient stops training with that parameter's name (the name
+/// comes from the scan's own path: burn's traversal never calls `visit_float_with_path`).
 #[test]
 fn a_gradient_that_is_not_finite_is_named() {
     let autodiff = Device::flex().autodiff();
