@@ -14,9 +14,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 
 use crate::commands::bench_reference::{Figures, Paired, Reference};
 use crate::models::device::{self, Backend, Selected};
-use crate::training::train::{
-    Batch, Encoded, Guidance, StepPlan, TrainOptions, adamw, batch_logits, inference_workers, train_batch,
-};
+use crate::training::batches::{Encoded, batch_logits, inference_workers};
+use crate::training::losses::Guidance;
+use crate::training::steps::{Batch, StepPlan, train_batch};
+use crate::training::train::{TrainOptions, adamw};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BenchRequest {

@@ -9,8 +9,8 @@ use astrid::schema::{ModelResult, Role};
 use burn::module::Module;
 
 use crate::pipeline::train_suite::TrainedModel;
+use crate::training::batches::{Encoded, predict_logits};
 use crate::training::metrics::{Classification, classification};
-use crate::training::train::{Encoded, predict_logits};
 
 pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> anyhow::Result<Vec<ModelResult>> {
     let mut results = Vec::with_capacity(trained.len());

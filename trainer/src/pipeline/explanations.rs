@@ -7,13 +7,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use astrid::EncoderClassifier;
-use astrid::explain::{Attribution, ExplainInput, ExplainOptions, argmax, explain};
+use astrid::explain::{Attribution, argmax};
 use astrid::files::write_atomic;
 use astrid::schema::TextAttribution;
 
 use crate::pipeline::prepare::{EncodedSplits, Prepared};
 use crate::settings::RunConfig;
-use crate::training::train::predict_logits;
+use crate::training::batches::predict_logits;
+use crate::training::explain_texts::{Progress, Texts, explain_texts};
 use astrid::schema::TargetChoice;
 
 /// The teacher's predicted class for each explained validation text: the targets with
@@ -65,39 +66,34 @@ pub fn explain_validation(
             all_attributions.push(existing);
             continue;
         }
-        let bar = crate::util::progress::bar(n_explain, name, "IG", args.quiet);
-        let mut rows = Vec::with_capacity(n_explain);
-        for (j, tokens) in val_tokens.iter().take(n_explain).enumerate() {
-            let target = match args.target {
-                TargetChoice::Model => None,
-                TargetChoice::Teacher => Some(teacher_predictions[j]),
-                TargetChoice::Label => Some(val_set.labels[j]),
-            };
-            let input = ExplainInput {
-                ids: &tokens.ids,
-                special: &tokens.special,
-                pad_id,
-                mask_id,
-            };
-            let e = pollster::block_on(explain(
-                model,
-                &input,
-                &ExplainOptions {
-                    target,
-                    ..options.clone()
-                },
-            ))
-            .with_context(|| format!("{name}: explaining validation text {}", j + 1))?;
-            rows.push(TextAttribution {
+        let texts = Texts {
+            ids: &val_set.ids[..n_explain],
+            special: &val_set.special[..n_explain],
+            special_ids: (pad_id, mask_id),
+        };
+        let target = |j: usize| match args.target {
+            TargetChoice::Model => None,
+            TargetChoice::Teacher => Some(teacher_predictions[j]),
+            TargetChoice::Label => Some(val_set.labels[j]),
+        };
+        let progress = Progress {
+            label: name,
+            quiet: args.quiet,
+            describe: &|j| format!("{name}: explaining validation text {}", j + 1),
+        };
+        let explanations = explain_texts(model, texts, &options, target, progress)?;
+        let rows: Vec<TextAttribution> = explanations
+            .into_iter()
+            .zip(val_tokens)
+            .enumerate()
+            .map(|(j, (e, tokens))| TextAttribution {
                 index: prepared.split.validation[j],
                 tokens: tokens.tokens.clone(),
                 special: tokens.special.clone(),
                 label: val_set.labels[j],
                 explanation: e,
-            });
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+            })
+            .collect();
         let jsonl: String = rows
             .iter()
             .map(|r| serde_json::to_string(r).map(|s| s + "\n"))

@@ -14,8 +14,8 @@ use crate::data::split::SplitMix64;
 use crate::pipeline::baselines::baseline_outputs;
 use crate::pipeline::prepare::{EncodedSplits, Prepared};
 use crate::settings::RunConfig;
+use crate::training::batches::predict_logits;
 use crate::training::metrics::{estimate, mean_at, paired_bootstrap};
-use crate::training::train::predict_logits;
 
 /// Faithfulness of every model's explanations, behavioural agreement of every student with
 /// the teacher, and every model's output at each candidate baseline.

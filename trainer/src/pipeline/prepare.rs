@@ -14,7 +14,7 @@ use crate::data::synthetic::{CorpusSpec, generate};
 use crate::data::vocab::train_wordpiece;
 use crate::models::hub::LocalModel;
 use crate::settings::{DataConfig, MIN_EVALUATION_TEXTS, WARN_EVALUATION_TEXTS};
-use crate::training::train::Encoded;
+use crate::training::batches::Encoded;
 use crate::util::digest::sha256_hex;
 
 /// The data a run works on, before tokenization: what the fingerprint needs.

@@ -16,9 +16,12 @@ use crate::models::hub::LocalModel;
 use crate::models::suite::{student_name, suite};
 use crate::pipeline::prepare::{EncodedSplits, Prepared};
 use crate::settings::RunConfig;
-use crate::training::align::{AlignInputs, AlignTargets, Objective, align_targets};
+use crate::training::align::Objective;
+use crate::training::align::targets::{AlignInputs, AlignTargets, align_targets};
+use crate::training::batches::predict_logits;
+use crate::training::losses::{Distill, Guidance};
 use crate::training::resume::{TrainState, TrainingStateDir};
-use crate::training::train::{Distill, Guidance, TrainOptions, predict_logits, train};
+use crate::training::train::{TrainOptions, train};
 
 /// One trained model of the suite.
 pub struct TrainedModel {
