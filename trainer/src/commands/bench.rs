@@ -1,6 +1,9 @@
 //! `trainer bench`: how fast Integrated Gradients and inference run, per preset, on random
 //! weights at sequence length 128, with the settings of the PyTorch + Captum reference
-//! (`../shared/reference/bench.py`), so the two can be run side by side.
+//! (the project's `tests/reference/bench.py`), so the two can be run side by side.
+
+mod flops;
+mod inputs;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,6 +15,8 @@ use serde::Deserialize;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 
+pub use self::flops::{cls_only_skipped, forward_flops, ig_flops};
+use self::inputs::{random_ids, special_ids};
 use crate::commands::bench_reference::{Figures, Paired, Reference};
 use crate::models::device::{self, Backend, Selected};
 use crate::training::batches::{Encoded, batch_logits, inference_workers};
@@ -25,7 +30,7 @@ pub struct BenchRequest {
     pub models: Vec<String>,
     pub n_steps: usize,
     pub method: Method,
-    /// Interpolation points per pass (default 25, as the reference's fastest setting).
+    /// Interpolation points per pass (default 25, a setting the reference measures too).
     pub internal_batch_size: usize,
     pub seq_len: usize,
     /// Timed IG explanations and forward batches per model (after one warm-up each); the
@@ -42,12 +47,12 @@ pub struct BenchRequest {
     /// Model replicas each training batch is split between, one thread each (as `trainer run
     /// --workers`; default as there: IG's thread count on the CPU, 1 on a GPU).
     pub workers: Option<usize>,
-    /// The PyTorch + Captum reference's bench.py (`../shared/reference/bench.py`): each preset
-    /// is then measured by Astrid and by the reference back to back, in alternating order, for
-    /// `--rounds` rounds, and the table gives the medians of the per-round ratios (this kind
-    /// of machine drifts by ±20% within minutes: whole suites run one after the other compare
-    /// two machines). The reference's settings are fixed: sequence length 128, forward batch
-    /// 32, training batch 16, Gauss–Legendre.
+    /// The PyTorch + Captum reference's bench.py (the project's `tests/reference/bench.py`):
+    /// each preset is then measured by Astrid and by the reference back to back, in alternating
+    /// order, for `--rounds` rounds, and the table gives the medians of the per-round ratios (a
+    /// shared machine's speed drifts within minutes, so whole suites run one after the other
+    /// would compare two machines). The reference's settings are fixed: sequence length 128,
+    /// forward batch 32, training batch 16, Gauss–Legendre.
     pub against: Option<PathBuf>,
     /// The Python that runs `--against` (the reference's virtualenv, e.g.
     /// ~/.cache/astrid-reference-venv/bin/python).
@@ -56,77 +61,7 @@ pub struct BenchRequest {
     pub rounds: usize,
 }
 
-/// Multiply-add FLOPs (2 per MAC) of one forward pass of one sequence, as the reference
-/// counts them (`anchor_models.forward_flops`): projections, FFN, attention and head.
-pub fn forward_flops(config: &ModelConfig, seq: usize) -> (f64, f64, f64) {
-    let (n, h, i, l) = (
-        config.num_layers as f64,
-        config.hidden_size as f64,
-        config.intermediate_size as f64,
-        seq as f64,
-    );
-    let linear = n * 2.0 * l * (4.0 * h * h + 2.0 * h * i);
-    let attention = n * 2.0 * (2.0 * l * l * h);
-    let head = 2.0 * h * h + 2.0 * h * config.num_labels as f64;
-    (linear, attention, head)
-}
-
-/// The share of [`forward_flops`] that the model's last layer skips by computing [CLS]'s row
-/// alone (every position's keys and values, one query, one row of attention output, feed-
-/// forward and norms): the reference computes every row, and its FLOP counts, which the
-/// GFLOP/s columns use, include them.
-pub fn cls_only_skipped(config: &ModelConfig, seq: usize) -> f64 {
-    if config.num_layers == 0 {
-        return 0.0;
-    }
-    let (linear, attention, head) = forward_flops(config, seq);
-    let (h, i, l) = (config.hidden_size as f64, config.intermediate_size as f64, seq as f64);
-    let every_row = 2.0 * l * (4.0 * h * h + 2.0 * h * i) + 2.0 * (2.0 * l * l * h);
-    let cls_only = 2.0 * (l * 2.0 * h * h + 2.0 * h * h + 2.0 * h * i) + 2.0 * (2.0 * l * h);
-    (every_row - cls_only) / (linear + attention + head)
-}
-
-/// FLOPs of one IG explanation: per step a forward and an input-gradient backward
-/// (`2·linear + 3·attention + 2·head`), as the reference's `ig_flops`.
-pub fn ig_flops(config: &ModelConfig, seq: usize, n_steps: usize) -> f64 {
-    let (linear, attention, head) = forward_flops(config, seq);
-    n_steps as f64 * (2.0 * linear + 3.0 * attention + 2.0 * head)
-}
-
-/// [CLS], [SEP] and [MASK] of BERT's vocabulary where the model has one that large, else
-/// the first ids after [PAD] (the tiny test presets).
-fn special_ids(vocab: usize) -> (u32, u32, u32) {
-    if vocab > 1000 { (101, 102, 103) } else { (1, 2, 3) }
-}
-
-/// Random word-piece ids for `batch` sequences of `seq` tokens, framed by [CLS] … [SEP];
-/// words come from above BERT's special and unused range when the vocabulary has it.
-fn random_ids(batch: usize, seq: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let (cls, sep, _) = special_ids(vocab);
-    let first_word = if vocab > 2000 {
-        1000
-    } else {
-        4.min(vocab.saturating_sub(1))
-    };
-    let words = vocab.saturating_sub(first_word).max(1);
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..batch * seq)
-        .map(|i| {
-            let pos = i % seq;
-            if pos == 0 {
-                cls
-            } else if pos == seq - 1 {
-                sep
-            } else {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (first_word + (state >> 33) as usize % words) as u32
-            }
-        })
-        .collect()
-}
-
+/// Measures every preset asked for, alone or paired with the reference, and prints the table.
 pub fn run(args: BenchRequest) -> anyhow::Result<()> {
     let names: Vec<String> = if args.models.is_empty() {
         PRESET_NAMES.iter().map(|s| s.to_string()).collect()
@@ -143,79 +78,117 @@ pub fn run(args: BenchRequest) -> anyhow::Result<()> {
         .map(|script| reference(&args, script))
         .transpose()?;
     let selected = device::select(args.backend)?;
-    let training_workers = args.workers.unwrap_or(selected.workers);
-    println!("backend: {}", selected.description);
-    println!("cpu: {}", cpu_description());
-    println!(
-        "IG: {} steps, {}, internal batch {}, sequence length {}; forward: batch {}; training: batch {} on {} model replicas\n",
-        args.n_steps,
-        args.method,
-        args.internal_batch_size,
-        args.seq_len,
-        args.batch,
-        args.train_batch,
-        training_workers
-    );
-    let measure_preset = |config: &ModelConfig| measure(config, &args, &selected, training_workers);
+    let bench = Bench {
+        args: &args,
+        training_workers: args.workers.unwrap_or(selected.workers),
+        selected: &selected,
+    };
+    bench.print_settings();
+    let presets: Vec<(&String, &ModelConfig)> = names.iter().zip(&configs).collect();
     match reference {
-        None => {
-            println!(
-                "GFLOP/s count the reference's FLOPs (every position of every layer); the last layer here\n\
-                 computes [CLS] alone, which skips the share of a forward pass under 'skipped'.\n"
-            );
-            println!(
-                "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11} {:>8}",
-                "model",
-                "params",
-                "IG s/expl",
-                "IG GFLOP/s",
-                "forward seq/s",
-                "fwd GFLOP/s",
-                "train seq/s",
-                "trn GFLOP/s",
-                "skipped"
-            );
-            for (name, config) in names.iter().zip(&configs) {
-                let figures = measure_preset(config)?;
-                print_row(name, config, &args, &figures);
-            }
-        }
+        None => bench.measure_alone(&presets),
         Some(reference) => {
-            let mut paired: Vec<Paired> = names.iter().map(|_| Paired::default()).collect();
-            for round in 0..args.rounds {
-                for ((name, config), paired) in names.iter().zip(&configs).zip(&mut paired) {
-                    // Alternating order, so that neither side always runs on a warmer or
-                    // cooler machine.
-                    let (astrid, theirs) = if round % 2 == 0 {
-                        let astrid = measure_preset(config)?;
-                        (astrid, reference.measure(name)?)
-                    } else {
-                        let theirs = reference.measure(name)?;
-                        (measure_preset(config)?, theirs)
-                    };
-                    println!(
-                        "round {}: {name:<14} IG {:.3} / {:.3} s, forward {:.1} / {:.1} seq/s, training {:.2} / {:.2} seq/s (Astrid / PyTorch)",
-                        round + 1,
-                        astrid.ig_seconds,
-                        theirs.ig_seconds,
-                        astrid.forward_seqs,
-                        theirs.forward_seqs,
-                        astrid.train_seqs,
-                        theirs.train_seqs
-                    );
-                    paired.rounds.push((astrid, theirs));
-                }
-            }
+            let paired = bench.measure_paired(&presets, &reference)?;
             println!();
             print_paired(&names, &paired);
+            Ok(())
         }
     }
-    Ok(())
 }
 
-/// The reference run by `--against`, once the settings are checked to be the ones it
-/// measures with (it has no others): before anything is measured.
-/// The reference, once every setting it cannot match has been refused.
+/// What every preset's measurement shares: the settings, the device, and how many model
+/// replicas a training batch is split between.
+struct Bench<'a> {
+    args: &'a BenchRequest,
+    selected: &'a Selected,
+    training_workers: usize,
+}
+
+impl Bench<'_> {
+    /// The machine and the settings, so that the figures below say what they were measured on.
+    fn print_settings(&self) {
+        let args = self.args;
+        println!("backend: {}", self.selected.description);
+        println!("cpu: {}", cpu_description());
+        println!(
+            "IG: {} steps, {}, internal batch {}, sequence length {}; forward: batch {}; training: batch {} on {} model replicas\n",
+            args.n_steps,
+            args.method,
+            args.internal_batch_size,
+            args.seq_len,
+            args.batch,
+            args.train_batch,
+            self.training_workers
+        );
+    }
+
+    fn measure_preset(&self, config: &ModelConfig) -> anyhow::Result<Figures> {
+        measure(config, self.args, self.selected, self.training_workers)
+    }
+
+    /// The plain table: each preset once, with the GFLOP/s its figures reach.
+    fn measure_alone(&self, presets: &[(&String, &ModelConfig)]) -> anyhow::Result<()> {
+        println!(
+            "GFLOP/s count the reference's FLOPs (every position of every layer); the last layer here\n\
+             computes [CLS] alone, which skips the share of a forward pass under 'skipped'.\n"
+        );
+        println!(
+            "{:<14} {:>12} {:>10} {:>10} {:>13} {:>11} {:>11} {:>11} {:>8}",
+            "model",
+            "params",
+            "IG s/expl",
+            "IG GFLOP/s",
+            "forward seq/s",
+            "fwd GFLOP/s",
+            "train seq/s",
+            "trn GFLOP/s",
+            "skipped"
+        );
+        for &(name, config) in presets {
+            let figures = self.measure_preset(config)?;
+            print_row(name, config, self.args, &figures);
+        }
+        Ok(())
+    }
+
+    /// Each preset measured by both sides back to back, round after round, printing each
+    /// round's figures as they come.
+    fn measure_paired(
+        &self,
+        presets: &[(&String, &ModelConfig)],
+        reference: &Reference,
+    ) -> anyhow::Result<Vec<Paired>> {
+        let mut paired: Vec<Paired> = presets.iter().map(|_| Paired::default()).collect();
+        for round in 0..self.args.rounds {
+            for (&(name, config), paired) in presets.iter().zip(&mut paired) {
+                // Alternating order, so that neither side always runs on a warmer or
+                // cooler machine.
+                let (astrid, theirs) = if round % 2 == 0 {
+                    let astrid = self.measure_preset(config)?;
+                    (astrid, reference.measure(name)?)
+                } else {
+                    let theirs = reference.measure(name)?;
+                    (self.measure_preset(config)?, theirs)
+                };
+                println!(
+                    "round {}: {name:<14} IG {:.3} / {:.3} s, forward {:.1} / {:.1} seq/s, training {:.2} / {:.2} seq/s (Astrid / PyTorch)",
+                    round + 1,
+                    astrid.ig_seconds,
+                    theirs.ig_seconds,
+                    astrid.forward_seqs,
+                    theirs.forward_seqs,
+                    astrid.train_seqs,
+                    theirs.train_seqs
+                );
+                paired.rounds.push((astrid, theirs));
+            }
+        }
+        Ok(paired)
+    }
+}
+
+/// The reference run by `--against`, once every setting it cannot match has been refused:
+/// before anything is measured.
 pub fn reference(args: &BenchRequest, script: &std::path::Path) -> anyhow::Result<Reference> {
     let fixed = [
         ("--seq-len", args.seq_len, 128),
@@ -482,37 +455,10 @@ mod tests {
         assert!(description.contains("vector extensions"), "{description}");
     }
 
-    /// With one position there is nothing to skip; otherwise the last layer's share, less its
-    /// keys and values, which every position still needs.
-    #[test]
-    fn the_cls_only_share_is_the_last_layers_work_but_keys_and_values() {
-        let config = ModelConfig::preset("custom_2x384").expect("a preset");
-        assert!(cls_only_skipped(&config, 1).abs() < 1e-12);
-        let skipped = cls_only_skipped(&config, 128);
-        let (linear, attention, head) = forward_flops(&config, 128);
-        let layer = (linear + attention) / config.num_layers as f64;
-        let total = linear + attention + head;
-        let (h, i) = (config.hidden_size as f64, config.intermediate_size as f64);
-        let keys_and_values = 2.0 * 128.0 * 2.0 * h * h;
-        let rest_of_cls = 2.0 * (2.0 * h * h + 2.0 * h * i) + 2.0 * 2.0 * 128.0 * h;
-        assert!((skipped * total - (layer - keys_and_values - rest_of_cls)).abs() < 1e-6 * total);
-        assert!(skipped > 0.4 && skipped < 0.5, "{skipped}");
-    }
-
     #[test]
     fn medians_ignore_one_slow_repetition() {
         assert_eq!(median(vec![3.0, 1.0, 100.0]), 3.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 100.0]), 3.0);
         assert!(median(Vec::new()).is_nan());
-    }
-
-    #[test]
-    fn ids_fit_every_preset_and_the_tiny_ones() {
-        for vocab in [8000, 30522, 600, 64, 8] {
-            let ids = random_ids(3, 16, vocab, 5);
-            assert!(ids.iter().all(|&id| (id as usize) < vocab), "vocab {vocab}: {ids:?}");
-            assert_eq!(ids[0], special_ids(vocab).0);
-            assert_eq!(ids[15], special_ids(vocab).1);
-        }
     }
 }

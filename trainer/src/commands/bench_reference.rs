@@ -1,8 +1,8 @@
-//! The PyTorch + Captum reference (`../shared/reference/bench.py`) run from `trainer bench
-//! --against`, one preset at a time, and the figures read back from its results file.
+//! The PyTorch + Captum reference (the project's `tests/reference/bench.py`) run from `trainer
+//! bench --against`, one preset at a time, and the figures read back from its results file.
 //!
-//! Why one preset at a time: this kind of machine drifts by ±20% within minutes (other
-//! tenants, clocks), so two whole suites run one after the other compare two machines.
+//! Why one preset at a time: a shared machine's speed drifts within minutes (other tenants,
+//! clocks), so two whole suites run one after the other would compare two machines.
 //! Measuring the same preset with both, back to back and in alternating order, over several
 //! rounds, and taking the median of the per-round ratios, compares like with like.
 
@@ -80,7 +80,8 @@ impl Reference {
     pub fn check(&self) -> anyhow::Result<()> {
         if !self.script.is_file() {
             bail!(
-                "--against {}: no such file (give the reference's bench.py, e.g. ../shared/reference/bench.py)",
+                "--against {}: no such file (give the reference's bench.py, e.g. the project's tests/reference/bench.py, \
+                 which --against without a value runs from the repository's root)",
                 self.script.display()
             );
         }

@@ -112,38 +112,16 @@ fn check_destination(to: &Path, run: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Writes the bundle of `args.run` into `args.to`, after every check that can refuse it has
+/// passed: nothing is written for a run or a destination that is not right.
 pub fn run(args: ExportRequest) -> anyhow::Result<()> {
-    if !args.run.is_dir() {
-        bail!("--run {}: no such run directory", args.run.display());
-    }
-    let results_path = args.run.join(RESULTS_FILE);
-    let results: RunResults = serde_json::from_str(
-        &std::fs::read_to_string(&results_path)
-            .with_context(|| format!("{}: missing; finish `trainer run` first", results_path.display()))?,
-    )
-    .with_context(|| format!("{}: not the results of a run", results_path.display()))?;
+    let (results_path, results) = read_results(&args.run)?;
     // Every model of the run, teacher first: the suite's roles, or with `--training a,b,…`
     // each role once per objective (ROLE-align, …).
     let names: Vec<&str> = results.models.iter().map(|m| m.name.as_str()).collect();
-    // Names become directories of the bundle: plain names only (results.json may be edited).
-    if let Some(bad) = names.iter().find(|n| {
-        n.is_empty() || n.starts_with('.') || !n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    }) {
-        bail!(
-            "{}: model name '{bad}' is not a plain directory name (letters, digits, _ - .); \
-             this is not a results.json that trainer run wrote. Nothing was written",
-            results_path.display()
-        );
-    }
+    check_model_names(&names, &results_path)?;
     let teacher = results.teacher().map_or(ROLES[0], |t| t.name.as_str());
-    if let Some(wanted) = &args.models
-        && let Some(unknown) = wanted.iter().find(|w| !names.contains(&w.as_str()))
-    {
-        bail!(
-            "--models: no model called '{unknown}' in this run; its models are {}",
-            names.join(", ")
-        );
-    }
+    check_wanted(args.models.as_deref(), &names)?;
     // Keeps a run from writing into the directory while it is read.
     let _reading = rundir::lock_shared(&args.run)?;
     let teacher_dir = args.run.join("models").join(teacher);
@@ -165,30 +143,8 @@ pub fn run(args: ExportRequest) -> anyhow::Result<()> {
         if !dir.exists() || !wanted {
             continue;
         }
-        let mut files = BTreeMap::new();
-        for file in MODEL_FILES {
-            files.insert(
-                file.to_string(),
-                copy_file(&dir.join(file), &staging.path().join(name).join(file))?,
-            );
-        }
-        let config_path = dir.join(astrid::bundle::CONFIG_FILE);
-        let config: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&config_path)
-                .with_context(|| format!("{}: cannot read", config_path.display()))?,
-        )
-        .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
-        let result = results.model(name);
-        models.push(ManifestModel {
-            name: name.to_string(),
-            role: if name == teacher { Role::Teacher } else { Role::Student },
-            config,
-            files,
-            params: result.map(|r| r.params as u64),
-            accuracy: result.map(|r| r.accuracy),
-            similarity: result.and_then(|r| r.similarity_mean),
-            verdict: result.map(|r| r.verdict.to_string()),
-        });
+        let role = if name == teacher { Role::Teacher } else { Role::Student };
+        models.push(export_model(&dir, name, role, &results, staging.path())?);
     }
     let manifest = Manifest {
         format: FORMAT,
@@ -209,6 +165,81 @@ pub fn run(args: ExportRequest) -> anyhow::Result<()> {
         manifest.models.len()
     );
     Ok(())
+}
+
+/// The run's results, with the path they were read from for messages.
+fn read_results(run: &Path) -> anyhow::Result<(PathBuf, RunResults)> {
+    if !run.is_dir() {
+        bail!("--run {}: no such run directory", run.display());
+    }
+    let results_path = run.join(RESULTS_FILE);
+    let results: RunResults = serde_json::from_str(
+        &std::fs::read_to_string(&results_path)
+            .with_context(|| format!("{}: missing; finish `trainer run` first", results_path.display()))?,
+    )
+    .with_context(|| format!("{}: not the results of a run", results_path.display()))?;
+    Ok((results_path, results))
+}
+
+/// Names become directories of the bundle: plain names only (results.json may be edited).
+fn check_model_names(names: &[&str], results_path: &Path) -> anyhow::Result<()> {
+    if let Some(bad) = names.iter().find(|n| {
+        n.is_empty() || n.starts_with('.') || !n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    }) {
+        bail!(
+            "{}: model name '{bad}' is not a plain directory name (letters, digits, _ - .); \
+             this is not a results.json that trainer run wrote. Nothing was written",
+            results_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `--models` may name only models of the run: a typo is said, not silently exported as less.
+fn check_wanted(wanted: Option<&[String]>, names: &[&str]) -> anyhow::Result<()> {
+    if let Some(wanted) = wanted
+        && let Some(unknown) = wanted.iter().find(|w| !names.contains(&w.as_str()))
+    {
+        bail!(
+            "--models: no model called '{unknown}' in this run; its models are {}",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Copies one model's files from its directory `dir` of the run into the bundle, and
+/// describes it for the manifest (with its figures from the run's results).
+fn export_model(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    results: &RunResults,
+    bundle: &Path,
+) -> anyhow::Result<ManifestModel> {
+    let mut files = BTreeMap::new();
+    for file in MODEL_FILES {
+        files.insert(
+            file.to_string(),
+            copy_file(&dir.join(file), &bundle.join(name).join(file))?,
+        );
+    }
+    let config_path = dir.join(astrid::bundle::CONFIG_FILE);
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+    let result = results.model(name);
+    Ok(ManifestModel {
+        name: name.to_string(),
+        role,
+        config,
+        files,
+        params: result.map(|r| r.params as u64),
+        accuracy: result.map(|r| r.accuracy),
+        similarity: result.and_then(|r| r.similarity_mean),
+        verdict: result.map(|r| r.verdict.to_string()),
+    })
 }
 
 /// The first validation texts of the run, from the teacher's saved explanations.

@@ -118,23 +118,56 @@ fn capitalise(s: &str) -> String {
         .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
+/// Which part of the split a text belongs to (the shortcut is planted by part).
+const TRAIN: u8 = 0;
+const VALIDATION: u8 = 1;
+const TEST: u8 = 2;
+
 /// Generates the corpus and its split (the generator decides the split, because the
 /// shortcut is planted differently in training and evaluation texts).
 pub fn generate(spec: &CorpusSpec) -> (Dataset, Split) {
     let mut rng = SplitMix64::new(spec.seed);
     let n = spec.size.max(20);
+    let part = assign_parts(spec, n, &mut rng);
+    let mut data = empty_corpus(spec, n);
+    for &which in &part {
+        let summary = summary(spec, which, &mut rng);
+        let flipped = rng.unit() < spec.label_noise;
+        data.texts.push(summary.text);
+        data.labels.push(usize::from(summary.wins != flipped));
+        data.rationale_spans.push(summary.rationale);
+        data.shortcut_spans.push(summary.shortcut);
+    }
+    let pick = |k: u8| (0..n).filter(|&i| part[i] == k).collect::<Vec<_>>();
+    let split = Split {
+        seed: spec.seed,
+        train: pick(TRAIN),
+        validation: pick(VALIDATION),
+        test: pick(TEST),
+    };
+    (data, split)
+}
+
+/// Each text's part of the split, drawn before any text: a shuffled order whose first
+/// texts are validation, then test, the rest training.
+fn assign_parts(spec: &CorpusSpec, n: usize, rng: &mut SplitMix64) -> Vec<u8> {
     let mut order: Vec<usize> = (0..n).collect();
     rng.shuffle(&mut order);
     let n_val = (n as f64 * spec.validation).round() as usize;
     let n_test = (n as f64 * spec.test).round() as usize;
-    let mut part = vec![0u8; n]; // 0 train, 1 validation, 2 test
+    let mut part = vec![TRAIN; n];
     for &i in &order[..n_val] {
-        part[i] = 1;
+        part[i] = VALIDATION;
     }
     for &i in &order[n_val..n_val + n_test] {
-        part[i] = 2;
+        part[i] = TEST;
     }
-    let mut data = Dataset {
+    part
+}
+
+/// The corpus with its labels and no texts yet.
+fn empty_corpus(spec: &CorpusSpec, n: usize) -> Dataset {
+    Dataset {
         texts: Vec::with_capacity(n),
         labels: Vec::with_capacity(n),
         label_names: vec!["first party loses".into(), "first party wins".into()],
@@ -143,75 +176,94 @@ pub fn generate(spec: &CorpusSpec) -> (Dataset, Split) {
         rationale_spans: Vec::with_capacity(n),
         shortcut_spans: Vec::with_capacity(n),
         sha256: None,
-    };
-    for &which in &part {
-        let wins = rng.below(2) == 1;
-        let phrase: &str = if wins { rng.pick(WIN) } else { rng.pick(LOSE) };
-        let count = 2 + rng.below(3);
-        let mut sentences: Vec<String> = (0..count)
-            .map(|_| {
-                let template = rng.pick(FILLER);
-                fill(template, &mut rng)
-            })
-            .collect();
-        let signal_at = rng.below(sentences.len() + 1);
-        sentences.insert(signal_at, format!("The court found that {phrase}."));
-        let shortcut = if spec.shortcut_rate > 0.0 {
-            let p = match (which, wins) {
-                (0, true) => spec.shortcut_rate,
-                (0, false) => (1.0 - spec.shortcut_rate) / 4.0,
-                _ => 0.5,
-            };
-            rng.unit() < p
-        } else {
-            false
-        };
-        let shortcut_at = if shortcut {
-            Some(rng.below(sentences.len()))
-        } else {
-            None
-        };
-        let mut text = String::new();
-        let (mut rationale, mut shortcut_span) = (Vec::new(), Vec::new());
-        for (i, sentence) in sentences.iter().enumerate() {
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            if shortcut_at == Some(i) {
-                shortcut_span.push((text.len(), text.len() + SHORTCUT_WORD.len()));
-                text.push_str(&capitalise(SHORTCUT_WORD));
-                text.push_str(", ");
-                let mut lower = sentence.clone();
-                if let Some(first) = lower.get(..1) {
-                    lower.replace_range(..1, &first.to_lowercase());
-                }
-                if i == signal_at {
-                    let start = text.len() + lower.find(phrase).unwrap_or(0);
-                    rationale.push((start, start + phrase.len()));
-                }
-                text.push_str(&lower);
-            } else {
-                if i == signal_at {
-                    let start = text.len() + sentence.find(phrase).unwrap_or(0);
-                    rationale.push((start, start + phrase.len()));
-                }
-                text.push_str(sentence);
-            }
-        }
-        let flipped = rng.unit() < spec.label_noise;
-        data.texts.push(text);
-        data.labels.push(usize::from(wins != flipped));
-        data.rationale_spans.push(rationale);
-        data.shortcut_spans.push(shortcut_span);
     }
-    let pick = |k: u8| (0..n).filter(|&i| part[i] == k).collect::<Vec<_>>();
-    let split = Split {
-        seed: spec.seed,
-        train: pick(0),
-        validation: pick(1),
-        test: pick(2),
-    };
-    (data, split)
+}
+
+/// Character spans (start, end) of a text.
+type Spans = Vec<(usize, usize)>;
+
+/// One generated summary before label noise: its text, the class its rationale decides, and
+/// the character spans of the rationale and of the shortcut word.
+struct Summary {
+    text: String,
+    wins: bool,
+    rationale: Spans,
+    shortcut: Spans,
+}
+
+/// Draws one summary of part `which`: filler sentences with the rationale sentence among
+/// them, and perhaps the shortcut word opening one of them.
+fn summary(spec: &CorpusSpec, which: u8, rng: &mut SplitMix64) -> Summary {
+    let wins = rng.below(2) == 1;
+    let phrase: &str = if wins { rng.pick(WIN) } else { rng.pick(LOSE) };
+    let count = 2 + rng.below(3);
+    let mut sentences: Vec<String> = (0..count)
+        .map(|_| {
+            let template = rng.pick(FILLER);
+            fill(template, rng)
+        })
+        .collect();
+    let signal_at = rng.below(sentences.len() + 1);
+    sentences.insert(signal_at, format!("The court found that {phrase}."));
+    let shortcut_at = draws_shortcut(spec, which, wins, rng).then(|| rng.below(sentences.len()));
+    let (text, rationale, shortcut) = join_sentences(&sentences, (signal_at, phrase), shortcut_at);
+    Summary {
+        text,
+        wins,
+        rationale,
+        shortcut,
+    }
+}
+
+/// Whether a text carries the shortcut: mostly winning ones in training, so that it predicts
+/// the label there, and half of all evaluation texts whatever their label, so that it does
+/// not there.
+fn draws_shortcut(spec: &CorpusSpec, which: u8, wins: bool, rng: &mut SplitMix64) -> bool {
+    if spec.shortcut_rate > 0.0 {
+        let p = match (which, wins) {
+            (TRAIN, true) => spec.shortcut_rate,
+            (TRAIN, false) => (1.0 - spec.shortcut_rate) / 4.0,
+            _ => 0.5,
+        };
+        rng.unit() < p
+    } else {
+        false
+    }
+}
+
+/// The sentences joined into one text, the shortcut word opening sentence `shortcut_at`;
+/// returns the text and the spans of the rationale `phrase` (in sentence `signal_at`) and of
+/// the shortcut word.
+fn join_sentences(
+    sentences: &[String],
+    (signal_at, phrase): (usize, &str),
+    shortcut_at: Option<usize>,
+) -> (String, Spans, Spans) {
+    let mut text = String::new();
+    let (mut rationale, mut shortcut_span) = (Vec::new(), Vec::new());
+    for (i, sentence) in sentences.iter().enumerate() {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        let sentence = if shortcut_at == Some(i) {
+            shortcut_span.push((text.len(), text.len() + SHORTCUT_WORD.len()));
+            text.push_str(&capitalise(SHORTCUT_WORD));
+            text.push_str(", ");
+            let mut lower = sentence.clone();
+            if let Some(first) = lower.get(..1) {
+                lower.replace_range(..1, &first.to_lowercase());
+            }
+            lower
+        } else {
+            sentence.clone()
+        };
+        if i == signal_at {
+            let start = text.len() + sentence.find(phrase).unwrap_or(0);
+            rationale.push((start, start + phrase.len()));
+        }
+        text.push_str(&sentence);
+    }
+    (text, rationale, shortcut_span)
 }
 
 #[cfg(test)]

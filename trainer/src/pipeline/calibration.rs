@@ -53,75 +53,25 @@ pub fn calibrate(
     positions: Positions,
     seed: u64,
 ) -> anyhow::Result<Calibration> {
-    let teacher = inputs.teacher;
-    let agree = |other: &[TextAttribution]| -> anyhow::Result<Vec<TextAgreement>> {
-        teacher
-            .iter()
-            .zip(other)
-            .map(|(t, o)| text_agreement(t, &o.attributions, top_k, positions))
-            .collect()
+    let against = AgainstTeacher {
+        teacher: inputs.teacher,
+        top_k,
+        positions,
     };
-    // Ceiling: per text, the mean over the copies.
-    let per_copy: Vec<Vec<TextAgreement>> = inputs
-        .references
-        .iter()
-        .map(|(_, _, rows)| agree(rows))
-        .collect::<anyhow::Result<_>>()?;
-    let ceiling_texts: Option<Vec<TextAgreement>> = (!per_copy.is_empty()).then(|| {
-        (0..teacher.len())
-            .map(|j| TextAgreement::mean(&per_copy.iter().map(|c| c[j]).collect::<Vec<_>>()))
-            .collect()
-    });
-    // The copies with each other: per text, the mean over pairs.
-    let mut between_texts: Option<Vec<TextAgreement>> = None;
-    if inputs.references.len() >= 2 {
-        let mut per_text = Vec::with_capacity(teacher.len());
-        for j in 0..teacher.len() {
-            let mut pairs = Vec::new();
-            for (a, (_, _, ra)) in inputs.references.iter().enumerate() {
-                for (_, _, rb) in &inputs.references[a + 1..] {
-                    pairs.push(text_agreement(&ra[j], &rb[j].attributions, top_k, positions)?);
-                }
-            }
-            per_text.push(TextAgreement::mean(&pairs));
-        }
-        between_texts = Some(per_text);
-    }
-    let untrained_texts = agree(inputs.untrained)?;
-    let mut rng = SplitMix64::new(seed ^ 0x5045_524d);
-    let permuted_texts: Vec<TextAgreement> = teacher
-        .iter()
-        .map(|t| {
-            let parts = (0..PERMUTATIONS)
-                .map(|_| text_agreement(t, &permuted(t, &mut rng), top_k, positions))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            Ok(TextAgreement::mean(&parts))
-        })
-        .collect::<anyhow::Result<_>>()?;
-
+    let texts = ReferenceTexts::measure(&against, inputs, seed)?;
     let cosines = |texts: &[TextAgreement]| texts.iter().map(|a| a.cosine).collect::<Vec<f64>>();
     let per_text = PerText {
-        ceiling: ceiling_texts.as_deref().map(cosines),
-        floor_untrained: cosines(&untrained_texts),
-        floor_permuted: cosines(&permuted_texts),
+        ceiling: texts.ceiling.as_deref().map(cosines),
+        floor_untrained: cosines(&texts.untrained),
+        floor_permuted: cosines(&texts.permuted),
     };
-    let ceiling = ceiling_texts.as_deref().map(|t| agreements(t, seed));
-    let between_references = between_texts.as_deref().map(|t| agreements(t, seed));
-    let floor_untrained = agreements(&untrained_texts, seed);
-    let floor_permuted = agreements(&permuted_texts, seed);
+    let ceiling = texts.ceiling.as_deref().map(|t| agreements(t, seed));
+    let between_references = texts.between.as_deref().map(|t| agreements(t, seed));
+    let floor_untrained = agreements(&texts.untrained, seed);
+    let floor_permuted = agreements(&texts.permuted, seed);
     let floor = floor_untrained.cosine.mean.max(floor_permuted.cosine.mean);
 
-    for (result, rows) in results.iter_mut().filter(|r| r.role == Role::Student).zip(students) {
-        let student: Vec<f64> = teacher
-            .iter()
-            .zip(rows.iter())
-            .map(|(t, s)| text_agreement(t, &s.attributions, top_k, positions).map(|a| a.cosine))
-            .collect::<anyhow::Result<_>>()?;
-        if let Some(e) = calibrated_score(&student, &per_text, seed) {
-            result.calibrated_mean = Some(e.mean);
-            result.calibrated_ci = Some(e.ci);
-        }
-    }
+    fill_calibrated_scores(results, students, &against, &per_text, seed)?;
     let teacher_warnings = check_teacher(results, inputs, ceiling.as_ref(), between_references.as_ref(), floor);
     let ceiling_warnings = check_copies(results, inputs);
     Ok(Calibration {
@@ -135,6 +85,124 @@ pub fn calibrate(
         teacher_warnings,
         ceiling_warnings,
     })
+}
+
+/// How another model's explanations are set against the teacher's: every measure of the
+/// calibration compares the same texts by the same settings.
+struct AgainstTeacher<'a> {
+    teacher: &'a [TextAttribution],
+    top_k: usize,
+    positions: Positions,
+}
+
+impl AgainstTeacher<'_> {
+    /// `other`'s agreement with the teacher on each text.
+    fn per_text(&self, other: &[TextAttribution]) -> anyhow::Result<Vec<TextAgreement>> {
+        self.teacher
+            .iter()
+            .zip(other)
+            .map(|(t, o)| text_agreement(t, &o.attributions, self.top_k, self.positions))
+            .collect()
+    }
+}
+
+/// The references' agreements per text, before they are summarised: the ceiling, the copies
+/// with each other, and the two chance levels.
+struct ReferenceTexts {
+    /// Per text, the mean over the copies; `None` without copies.
+    ceiling: Option<Vec<TextAgreement>>,
+    /// Per text, the mean over pairs of copies; `None` with fewer than two.
+    between: Option<Vec<TextAgreement>>,
+    untrained: Vec<TextAgreement>,
+    permuted: Vec<TextAgreement>,
+}
+
+impl ReferenceTexts {
+    fn measure(against: &AgainstTeacher, inputs: &CalibrationInputs, seed: u64) -> anyhow::Result<ReferenceTexts> {
+        let ceiling = ceiling_texts(against, inputs)?;
+        let between = between_texts(against, inputs)?;
+        let untrained = against.per_text(inputs.untrained)?;
+        let permuted = permuted_texts(against, seed)?;
+        Ok(ReferenceTexts {
+            ceiling,
+            between,
+            untrained,
+            permuted,
+        })
+    }
+}
+
+/// The ceiling: per text, the teacher's agreement with its copies, averaged over the copies.
+fn ceiling_texts(against: &AgainstTeacher, inputs: &CalibrationInputs) -> anyhow::Result<Option<Vec<TextAgreement>>> {
+    let per_copy: Vec<Vec<TextAgreement>> = inputs
+        .references
+        .iter()
+        .map(|(_, _, rows)| against.per_text(rows))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((!per_copy.is_empty()).then(|| {
+        (0..against.teacher.len())
+            .map(|j| TextAgreement::mean(&per_copy.iter().map(|c| c[j]).collect::<Vec<_>>()))
+            .collect()
+    }))
+}
+
+/// The copies with each other: per text, the mean over pairs; what the teacher's agreement
+/// with them is judged against.
+fn between_texts(against: &AgainstTeacher, inputs: &CalibrationInputs) -> anyhow::Result<Option<Vec<TextAgreement>>> {
+    if inputs.references.len() < 2 {
+        return Ok(None);
+    }
+    let mut per_text = Vec::with_capacity(against.teacher.len());
+    for j in 0..against.teacher.len() {
+        let mut pairs = Vec::new();
+        for (a, (_, _, ra)) in inputs.references.iter().enumerate() {
+            for (_, _, rb) in &inputs.references[a + 1..] {
+                pairs.push(text_agreement(
+                    &ra[j],
+                    &rb[j].attributions,
+                    against.top_k,
+                    against.positions,
+                )?);
+            }
+        }
+        per_text.push(TextAgreement::mean(&pairs));
+    }
+    Ok(Some(per_text))
+}
+
+/// The permutation floor: per text, the teacher against its own attributions shuffled,
+/// averaged over [`PERMUTATIONS`] shuffles.
+fn permuted_texts(against: &AgainstTeacher, seed: u64) -> anyhow::Result<Vec<TextAgreement>> {
+    let mut rng = SplitMix64::new(seed ^ 0x5045_524d);
+    against
+        .teacher
+        .iter()
+        .map(|t| {
+            let parts = (0..PERMUTATIONS)
+                .map(|_| text_agreement(t, &permuted(t, &mut rng), against.top_k, against.positions))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(TextAgreement::mean(&parts))
+        })
+        .collect()
+}
+
+/// Each student's calibrated score (where there is one), from its per-text cosines with the
+/// teacher, paired with the references' on the same texts.
+fn fill_calibrated_scores(
+    results: &mut [ModelResult],
+    students: &[&[TextAttribution]],
+    against: &AgainstTeacher,
+    per_text: &PerText,
+    seed: u64,
+) -> anyhow::Result<()> {
+    for (result, rows) in results.iter_mut().filter(|r| r.role == Role::Student).zip(students) {
+        let student: Vec<f64> = against.per_text(rows)?.iter().map(|a| a.cosine).collect();
+        if let Some(e) = calibrated_score(&student, per_text, seed) {
+            result.calibrated_mean = Some(e.mean);
+            result.calibrated_ci = Some(e.ci);
+        }
+    }
+    Ok(())
 }
 
 /// Copies clearly less accurate than the teacher are not "equally good models": agreement

@@ -22,83 +22,117 @@ pub fn compare(
     seed: u64,
 ) -> anyhow::Result<()> {
     let data = &prepared.data;
-    let val_tokens = &encoded.validation_tokens;
+    let settings = Settings { top_k, positions, seed };
     for (m, result) in results.iter_mut().enumerate() {
         let rows = &all_attributions[m];
-        let deltas: Vec<f64> = rows
-            .iter()
-            .filter_map(|r| r.convergence_delta.map(|d| d.abs() as f64))
-            .collect();
-        result.mean_abs_convergence_delta = deltas.iter().sum::<f64>() / deltas.len().max(1) as f64;
+        result.mean_abs_convergence_delta = mean_abs_convergence_delta(rows);
         let signal = signal_summary(rows, data.label_names.len());
         result.mean_abs_signal = signal.mean_abs;
         result.weak_signal_texts = Some(signal.weak);
         result.mean_f_baseline_per_class = signal.mean_f_baseline;
         if data.has_planted_signal() {
-            let (mut rationale, mut shortcut) = (Vec::new(), Vec::new());
-            for (j, row) in rows.iter().enumerate() {
-                let text_index = prepared.split.validation[j];
-                let offsets = &val_tokens[j].offsets;
-                let total: f64 = row
-                    .attributions
-                    .iter()
-                    .zip(&row.special)
-                    .filter(|(_, s)| !**s)
-                    .map(|(a, _)| a.abs() as f64)
-                    .sum();
-                if total == 0.0 {
-                    continue;
-                }
-                let mass = |spans: &[(usize, usize)]| -> f64 {
-                    row.attributions
-                        .iter()
-                        .zip(offsets)
-                        .zip(&row.special)
-                        .filter(|((_, (s, e)), special)| !**special && spans.iter().any(|(a, b)| s < b && e > a))
-                        .map(|((a, _), _)| a.abs() as f64)
-                        .sum::<f64>()
-                        / total
-                };
-                rationale.push(mass(&data.rationale_spans[text_index]));
-                if !data.shortcut_spans[text_index].is_empty() {
-                    shortcut.push(mass(&data.shortcut_spans[text_index]));
-                }
-            }
-            result.rationale_mass = Some(rationale.iter().sum::<f64>() / rationale.len().max(1) as f64);
-            result.shortcut_mass = Some(shortcut.iter().sum::<f64>() / shortcut.len().max(1) as f64);
+            let (rationale, shortcut) = planted_masses(rows, prepared, encoded);
+            result.rationale_mass = Some(rationale);
+            result.shortcut_mass = Some(shortcut);
         }
-        if result.role == Role::Teacher {
-            continue;
+        if result.role != Role::Teacher {
+            fill_similarity(result, &all_attributions[0], rows, &settings)?;
         }
-        let teacher = &all_attributions[0];
-        let per_text: Vec<TextAgreement> = teacher
-            .iter()
-            .zip(rows)
-            .map(|(t, s)| text_agreement(t, &s.attributions, top_k, positions))
-            .collect::<anyhow::Result<_>>()?;
-        let cos: Vec<f64> = per_text.iter().map(|a| a.cosine).collect();
-        let kept: Vec<f64> = informative(teacher, rows).into_iter().map(|j| cos[j]).collect();
-        result.informative_texts = Some(kept.len());
-        if !kept.is_empty() {
-            let Summary { mean, ci95, .. } = summarise(&kept, seed);
-            result.similarity_informative_mean = Some(mean);
-            result.similarity_informative_ci = Some(ci95);
-        }
-        let Summary { mean, std, ci95, .. } = summarise(&cos, seed);
-        result.similarity_mean = Some(mean);
-        result.similarity_std = Some(std);
-        result.similarity_ci = Some(ci95);
-        let mean_of = |part: fn(&TextAgreement) -> f64| {
-            Some(per_text.iter().map(part).sum::<f64>() / per_text.len().max(1) as f64)
-        };
-        result.spearman_mean = mean_of(|a| a.spearman);
-        result.top_k_overlap_mean = mean_of(|a| a.top.feature);
-        result.rank_agreement_mean = mean_of(|a| a.top.rank);
-        result.sign_agreement_mean = mean_of(|a| a.top.sign);
-        result.signed_rank_agreement_mean = mean_of(|a| a.top.signed_rank);
-        result.word_similarity_mean = mean_of(|a| a.word_cosine);
     }
 
+    Ok(())
+}
+
+/// The settings every student is compared with the teacher by.
+struct Settings {
+    top_k: usize,
+    positions: Positions,
+    seed: u64,
+}
+
+/// Mean |convergence delta| over the texts that have one: how far IG's sum is from
+/// F(input) − F(baseline), i.e. how well its integral was approximated.
+fn mean_abs_convergence_delta(rows: &[TextAttribution]) -> f64 {
+    let deltas: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.convergence_delta.map(|d| d.abs() as f64))
+        .collect();
+    deltas.iter().sum::<f64>() / deltas.len().max(1) as f64
+}
+
+/// Mean shares of a model's attribution mass on the planted rationale and on the shortcut
+/// (the latter over the texts that carry one): whether it learned the signal or the shortcut.
+fn planted_masses(rows: &[TextAttribution], prepared: &Prepared, encoded: &EncodedSplits) -> (f64, f64) {
+    let data = &prepared.data;
+    let (mut rationale, mut shortcut) = (Vec::new(), Vec::new());
+    for (j, row) in rows.iter().enumerate() {
+        let text_index = prepared.split.validation[j];
+        let offsets = &encoded.validation_tokens[j].offsets;
+        let total: f64 = row
+            .attributions
+            .iter()
+            .zip(&row.special)
+            .filter(|(_, s)| !**s)
+            .map(|(a, _)| a.abs() as f64)
+            .sum();
+        if total == 0.0 {
+            continue;
+        }
+        let mass = |spans: &[(usize, usize)]| span_mass(row, offsets, spans) / total;
+        rationale.push(mass(&data.rationale_spans[text_index]));
+        if !data.shortcut_spans[text_index].is_empty() {
+            shortcut.push(mass(&data.shortcut_spans[text_index]));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (mean(&rationale), mean(&shortcut))
+}
+
+/// The absolute attribution on the real tokens that overlap any of `spans` (character spans
+/// of the text, compared with each token's offsets).
+fn span_mass(row: &TextAttribution, offsets: &[(usize, usize)], spans: &[(usize, usize)]) -> f64 {
+    row.attributions
+        .iter()
+        .zip(offsets)
+        .zip(&row.special)
+        .filter(|((_, (s, e)), special)| !**special && spans.iter().any(|(a, b)| s < b && e > a))
+        .map(|((a, _), _)| a.abs() as f64)
+        .sum::<f64>()
+}
+
+/// A student's similarity to the teacher by every measure: the cosine with its interval (also
+/// over the informative texts alone) and the means of the others.
+fn fill_similarity(
+    result: &mut ModelResult,
+    teacher: &[TextAttribution],
+    rows: &[TextAttribution],
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let per_text: Vec<TextAgreement> = teacher
+        .iter()
+        .zip(rows)
+        .map(|(t, s)| text_agreement(t, &s.attributions, settings.top_k, settings.positions))
+        .collect::<anyhow::Result<_>>()?;
+    let cos: Vec<f64> = per_text.iter().map(|a| a.cosine).collect();
+    let kept: Vec<f64> = informative(teacher, rows).into_iter().map(|j| cos[j]).collect();
+    result.informative_texts = Some(kept.len());
+    if !kept.is_empty() {
+        let Summary { mean, ci95, .. } = summarise(&kept, settings.seed);
+        result.similarity_informative_mean = Some(mean);
+        result.similarity_informative_ci = Some(ci95);
+    }
+    let Summary { mean, std, ci95, .. } = summarise(&cos, settings.seed);
+    result.similarity_mean = Some(mean);
+    result.similarity_std = Some(std);
+    result.similarity_ci = Some(ci95);
+    let mean_of =
+        |part: fn(&TextAgreement) -> f64| Some(per_text.iter().map(part).sum::<f64>() / per_text.len().max(1) as f64);
+    result.spearman_mean = mean_of(|a| a.spearman);
+    result.top_k_overlap_mean = mean_of(|a| a.top.feature);
+    result.rank_agreement_mean = mean_of(|a| a.top.rank);
+    result.sign_agreement_mean = mean_of(|a| a.top.sign);
+    result.signed_rank_agreement_mean = mean_of(|a| a.top.signed_rank);
+    result.word_similarity_mean = mean_of(|a| a.word_cosine);
     Ok(())
 }
 

@@ -14,47 +14,24 @@ pub struct Decision {
 /// each model's verdict. The explanation says first when the teacher is not a reliable
 /// reference, and when the absolute threshold lies above what a retrained teacher reaches.
 pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration: Option<&Calibration>) -> Decision {
-    let (min_accuracy, min_similarity) = (thresholds.min_accuracy, thresholds.min_similarity);
+    let best = mark_verdicts(results, thresholds);
+    let preamble = calibration.map_or_else(String::new, |c| preamble(thresholds, c));
+    match best {
+        Some(i) => recommend(results, i, &preamble),
+        None => recommend_none(results, thresholds, &preamble),
+    }
+}
+
+/// Marks every model's verdict (keep, or drop with its reasons) and returns the index of the
+/// smallest kept student: the one to recommend, since every kept one is good enough.
+fn mark_verdicts(results: &mut [ModelResult], thresholds: &Thresholds) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     for (i, r) in results.iter_mut().enumerate() {
         if r.role == Role::Teacher {
             r.verdict = Verdict::Teacher;
             continue;
         }
-        let similarity = r.similarity_mean.unwrap_or(f64::NAN);
-        let mut reasons = Vec::new();
-        if r.accuracy.is_nan() || r.accuracy < min_accuracy {
-            reasons.push(format!("accuracy {:.3} < {min_accuracy}", r.accuracy));
-        }
-        match thresholds.similarity_mode {
-            SimilarityMode::Absolute => {
-                if similarity.is_nan() || similarity < min_similarity {
-                    reasons.push(format!("similarity {similarity:.3} < {min_similarity}"));
-                }
-            }
-            SimilarityMode::Calibrated => match r.calibrated_mean {
-                Some(c) if c >= thresholds.min_calibrated => {}
-                Some(c) => reasons.push(format!("calibrated similarity {c:.2} < {}", thresholds.min_calibrated)),
-                None => reasons.push("no calibrated similarity (the ceiling is not above chance)".into()),
-            },
-        }
-        if let Some(min) = thresholds.min_faithfulness {
-            match r.faithfulness.map(|f| f.comprehensiveness_gain()) {
-                Some(gain) if gain >= min => {}
-                Some(gain) => reasons.push(format!("comprehensiveness {gain:.3} above random < {min}")),
-                None => reasons.push("faithfulness not measured".into()),
-            }
-        }
-        if let Some(min) = thresholds.min_behavioural {
-            match r.behaviour.map(|b| b.agreement.map(|a| a.mean)) {
-                Some(Some(a)) if a >= min => {}
-                Some(Some(a)) => reasons.push(format!("behavioural agreement {a:.2} < {min}")),
-                Some(None) => {
-                    reasons.push("no behavioural agreement (the teacher's top tokens barely matter to it)".into())
-                }
-                None => reasons.push("behavioural agreement not measured".into()),
-            }
-        }
+        let reasons = reasons_to_drop(r, thresholds);
         if reasons.is_empty() {
             r.verdict = Verdict::Keep;
             if best.is_none_or(|(_, p)| r.params < p) {
@@ -64,65 +41,131 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration:
             r.verdict = Verdict::Drop(reasons);
         }
     }
+    best.map(|(i, _)| i)
+}
+
+/// Every minimum of the rule that a student misses, in the rule's order, so that its verdict
+/// names all of them at once.
+fn reasons_to_drop(r: &ModelResult, thresholds: &Thresholds) -> Vec<String> {
+    let min_accuracy = thresholds.min_accuracy;
+    let accuracy = (r.accuracy.is_nan() || r.accuracy < min_accuracy)
+        .then(|| format!("accuracy {:.3} < {min_accuracy}", r.accuracy));
+    [
+        accuracy,
+        similarity_reason(r, thresholds),
+        faithfulness_reason(r, thresholds),
+        behaviour_reason(r, thresholds),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Similarity below the minimum: the raw cosine in absolute mode, the calibrated score in
+/// calibrated mode (which has none when the ceiling is not above chance).
+fn similarity_reason(r: &ModelResult, thresholds: &Thresholds) -> Option<String> {
+    let min_similarity = thresholds.min_similarity;
+    match thresholds.similarity_mode {
+        SimilarityMode::Absolute => {
+            let similarity = r.similarity_mean.unwrap_or(f64::NAN);
+            (similarity.is_nan() || similarity < min_similarity)
+                .then(|| format!("similarity {similarity:.3} < {min_similarity}"))
+        }
+        SimilarityMode::Calibrated => match r.calibrated_mean {
+            Some(c) if c >= thresholds.min_calibrated => None,
+            Some(c) => Some(format!("calibrated similarity {c:.2} < {}", thresholds.min_calibrated)),
+            None => Some("no calibrated similarity (the ceiling is not above chance)".into()),
+        },
+    }
+}
+
+/// Comprehensiveness above random below `--min-faithfulness`, when that minimum is asked for;
+/// a student not measured cannot be said to meet it.
+fn faithfulness_reason(r: &ModelResult, thresholds: &Thresholds) -> Option<String> {
+    let min = thresholds.min_faithfulness?;
+    match r.faithfulness.map(|f| f.comprehensiveness_gain()) {
+        Some(gain) if gain >= min => None,
+        Some(gain) => Some(format!("comprehensiveness {gain:.3} above random < {min}")),
+        None => Some("faithfulness not measured".into()),
+    }
+}
+
+/// Behavioural agreement below `--min-behavioural`, when that minimum is asked for; a student
+/// not measured, or without an agreement to measure, cannot be said to meet it.
+fn behaviour_reason(r: &ModelResult, thresholds: &Thresholds) -> Option<String> {
+    let min = thresholds.min_behavioural?;
+    match r.behaviour.map(|b| b.agreement.map(|a| a.mean)) {
+        Some(Some(a)) if a >= min => None,
+        Some(Some(a)) => Some(format!("behavioural agreement {a:.2} < {min}")),
+        Some(None) => Some("no behavioural agreement (the teacher's top tokens barely matter to it)".into()),
+        None => Some("behavioural agreement not measured".into()),
+    }
+}
+
+/// What the reader must know before any verdict: that the teacher is an unreliable reference,
+/// or that the absolute threshold would drop a retrained teacher too.
+fn preamble(thresholds: &Thresholds, c: &Calibration) -> String {
+    let min_similarity = thresholds.min_similarity;
+    let mut preamble = String::new();
+    if !c.teacher_warnings.is_empty() {
+        preamble.push_str(&format!(
+            "The reference is unreliable: {}. Read every similarity below with that in mind. ",
+            c.teacher_warnings.join("; ")
+        ));
+    }
+    if thresholds.similarity_mode == SimilarityMode::Absolute
+        && let Some(ceiling) = &c.ceiling
+        && ceiling.cosine.mean < min_similarity
+    {
+        preamble.push_str(&format!(
+            "The similarity threshold {min_similarity} lies above the measured ceiling: the teacher retrained with another seed agrees with it at {:.3}, so a retrained teacher would be dropped too (--similarity-mode calibrated measures students against that ceiling). ",
+            ceiling.cosine.mean
+        ));
+    }
+    preamble
+}
+
+/// Marks `results[i]` recommended and says why, with its size relative to the teacher's.
+fn recommend(results: &mut [ModelResult], i: usize, preamble: &str) -> Decision {
     let teacher_params = results
         .iter()
         .find(|r| r.role == Role::Teacher)
         .map_or(0, |t| t.params)
         .max(1);
-    let mut preamble = String::new();
-    if let Some(c) = calibration {
-        if !c.teacher_warnings.is_empty() {
-            preamble.push_str(&format!(
-                "The reference is unreliable: {}. Read every similarity below with that in mind. ",
-                c.teacher_warnings.join("; ")
-            ));
-        }
-        if thresholds.similarity_mode == SimilarityMode::Absolute
-            && let Some(ceiling) = &c.ceiling
-            && ceiling.cosine.mean < min_similarity
-        {
-            preamble.push_str(&format!(
-                "The similarity threshold {min_similarity} lies above the measured ceiling: the teacher retrained with another seed agrees with it at {:.3}, so a retrained teacher would be dropped too (--similarity-mode calibrated measures students against that ceiling). ",
-                ceiling.cosine.mean
-            ));
-        }
+    results[i].verdict = Verdict::Recommended;
+    let r = &results[i];
+    let calibrated = r
+        .calibrated_mean
+        .map(|c| format!(", calibrated {c:.2}"))
+        .unwrap_or_default();
+    Decision {
+        recommended: Some(r.name.clone()),
+        explanation: format!(
+            "{preamble}Recommended: {} ({} parameters, {:.1}% of the teacher's): accuracy {:.3}, similarity to the teacher {:.3}{calibrated}.",
+            r.name,
+            r.params,
+            100.0 * r.params as f64 / teacher_params as f64,
+            r.accuracy,
+            r.similarity_mean.unwrap_or(f64::NAN)
+        ),
     }
-    match best {
-        Some((i, _)) => {
-            results[i].verdict = Verdict::Recommended;
-            let r = &results[i];
-            let calibrated = r
-                .calibrated_mean
-                .map(|c| format!(", calibrated {c:.2}"))
-                .unwrap_or_default();
-            Decision {
-                recommended: Some(r.name.clone()),
-                explanation: format!(
-                    "{preamble}Recommended: {} ({} parameters, {:.1}% of the teacher's): accuracy {:.3}, similarity to the teacher {:.3}{calibrated}.",
-                    r.name,
-                    r.params,
-                    100.0 * r.params as f64 / teacher_params as f64,
-                    r.accuracy,
-                    r.similarity_mean.unwrap_or(f64::NAN)
-                ),
-            }
-        }
-        None => {
-            // What to try next depends on what this run already tried.
-            let advice = if results.iter().any(|r| r.objective == Some(Objective::Align)) {
-                "Keep the teacher, or train the students longer"
-            } else {
-                "Keep the teacher, or train the students with --align (distillation plus the teacher's outputs on views of \
-                 its evidence: it raised every student's similarity on the embedded default) or longer"
-            };
-            Decision {
-                recommended: None,
-                explanation: format!(
-                    "{preamble}No student passes the rule ({}); see each verdict. {advice}.",
-                    thresholds.rule()
-                ),
-            }
-        }
+}
+
+/// No student passes: says the rule, and what to try next, which depends on what this run
+/// already tried.
+fn recommend_none(results: &[ModelResult], thresholds: &Thresholds, preamble: &str) -> Decision {
+    let advice = if results.iter().any(|r| r.objective == Some(Objective::Align)) {
+        "Keep the teacher, or train the students longer"
+    } else {
+        "Keep the teacher, or train the students with --align (distillation plus the teacher's outputs on views of \
+         its evidence: it raised every student's similarity on the embedded default) or longer"
+    };
+    Decision {
+        recommended: None,
+        explanation: format!(
+            "{preamble}No student passes the rule ({}); see each verdict. {advice}.",
+            thresholds.rule()
+        ),
     }
 }
 

@@ -236,6 +236,107 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
 /// Trains (or, after a kill, resumes) every model of the suite, teacher first; each student
 /// once per objective (`--training`), from the same seed and starting point.
 pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
+    let (args, prepared) = (run.args, run.prepared);
+    let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
+    let objectives = args.objectives();
+    let mut trained: Vec<TrainedModel> = Vec::new();
+    let mut from_teacher = TeacherGuidance::default();
+    for (k, (role, mut config)) in models.into_iter().enumerate() {
+        config.num_labels = prepared.data.label_names.len();
+        let seed = args.data.seed.wrapping_add(k as u64);
+        let variants: &[Objective] = if k == 0 { &[Objective::Independent] } else { &objectives };
+        for &objective in variants {
+            let plan = ModelPlan {
+                name: if k == 0 {
+                    role.clone()
+                } else {
+                    student_name(&role, objective, &objectives)
+                },
+                role: &role,
+                objective,
+                seed,
+                config: config.clone(),
+            };
+            let teacher = trained.first().map(|t| &t.model);
+            let model = train_and_save(run, plan, teacher, from_teacher.for_objective(objective))?;
+            if k == 0 {
+                from_teacher = TeacherGuidance::of(run, &model, &objectives)?;
+            }
+            trained.push(model);
+        }
+    }
+    Ok(trained)
+}
+
+/// One model of the suite to train: its role, its name in the run, how it learns, and from
+/// which seed and configuration.
+struct ModelPlan<'a> {
+    role: &'a str,
+    name: String,
+    objective: Objective,
+    seed: u64,
+    config: astrid::ModelConfig,
+}
+
+/// What the trained teacher gives the students that learn from it: its logits on the training
+/// texts (for distillation) and the alignment targets; each only when some objective needs it.
+#[derive(Default)]
+struct TeacherGuidance {
+    train_logits: Option<Vec<Vec<f32>>>,
+    align: Option<AlignTargets>,
+}
+
+impl TeacherGuidance {
+    /// Computes what `objectives` need from the trained `teacher`.
+    fn of(run: &TrainingRun, teacher: &TrainedModel, objectives: &[Objective]) -> anyhow::Result<TeacherGuidance> {
+        let TrainingRun {
+            args,
+            prepared,
+            encoded,
+            out,
+            ..
+        } = *run;
+        let mut guidance = TeacherGuidance::default();
+        if objectives.iter().any(|o| o.distills()) {
+            let logits = predict_logits(&teacher.model, &encoded.train.ids, 64)
+                .with_context(|| format!("{}: logits for distillation", teacher.role))?;
+            guidance.train_logits = Some(logits);
+        }
+        if let Some(settings) = args.align_settings() {
+            let inputs = AlignInputs {
+                settings,
+                seed: args.data.seed,
+                epochs: args.epochs,
+                train: &encoded.train,
+                special_ids: (
+                    prepared.tokenizer.token_id("[PAD]"),
+                    prepared.tokenizer.token_id("[MASK]"),
+                ),
+                workers: run.workers,
+                quiet: args.quiet,
+            };
+            guidance.align = Some(align_targets(&teacher.model, &teacher.state.best_sha256, &inputs, out)?);
+        }
+        Ok(guidance)
+    }
+
+    /// The part of the guidance a model trained with `objective` uses.
+    fn for_objective(&self, objective: Objective) -> Guidance<'_> {
+        Guidance {
+            teacher_logits: self.train_logits.as_deref().filter(|_| objective.distills()),
+            align: self.align.as_ref().filter(|_| objective == Objective::Align),
+        }
+    }
+}
+
+/// Trains (or resumes) one model of the suite and saves it as a model directory of the run,
+/// so that export and explain read every model the same way.
+fn train_and_save(
+    run: &TrainingRun,
+    plan: ModelPlan,
+    teacher: Option<&EncoderClassifier>,
+    guidance: Guidance,
+) -> anyhow::Result<TrainedModel> {
     let TrainingRun {
         args,
         prepared,
@@ -244,90 +345,51 @@ pub fn train_suite(run: &TrainingRun) -> anyhow::Result<Vec<TrainedModel>> {
         device,
         ..
     } = *run;
-    let labels = &prepared.data.label_names;
-    let models = suite(args.suite, prepared.tokenizer.vocab_size().max(8), args.data.max_length)?;
-    let objectives = args.objectives();
-    let mut trained: Vec<TrainedModel> = Vec::new();
-    let mut teacher_train_logits: Option<Vec<Vec<f32>>> = None;
-    let mut align: Option<AlignTargets> = None;
-    for (k, (role, mut config)) in models.into_iter().enumerate() {
-        config.num_labels = labels.len();
-        let seed = args.data.seed.wrapping_add(k as u64);
-        let variants: &[Objective] = if k == 0 { &[Objective::Independent] } else { &objectives };
-        for &objective in variants {
-            let teacher = trained.first().map(|t| &t.model);
-            let name = if k == 0 {
-                role.clone()
-            } else {
-                student_name(&role, objective, &objectives)
-            };
-            let (initial, starts_from) = initial_model(run, &role, seed, config.clone(), teacher)?;
-            let options = TrainOptions {
-                distill: objective.distills().then_some(Distill {
-                    temperature: args.temperature,
-                    alpha: args.alpha,
-                }),
-                ..train_options(run, &role, seed)
-            };
-            let guidance = Guidance {
-                teacher_logits: teacher_train_logits.as_deref().filter(|_| objective.distills()),
-                align: align.as_ref().filter(|_| objective == Objective::Align),
-            };
-            let checkpoints = TrainingStateDir(out.join("checkpoints").join(&name));
-            let result = train(
-                &name,
-                initial,
-                &encoded.train,
-                &encoded.validation,
-                guidance,
-                &options,
-                device,
-                &checkpoints,
-                args.quiet,
-            )?;
-            let meta = ModelMeta {
-                name: name.clone(),
-                labels: labels.clone(),
-                max_length: args.data.max_length,
-            };
-            save_model_dir(
-                &out.join("models").join(&name),
-                &result.model,
-                prepared.tokenizer_json.as_bytes(),
-                &meta,
-            )?;
-            if k == 0 {
-                if objectives.iter().any(|o| o.distills()) {
-                    let logits = predict_logits(&result.model, &encoded.train.ids, 64)
-                        .with_context(|| format!("{role}: logits for distillation"))?;
-                    teacher_train_logits = Some(logits);
-                }
-                if let Some(settings) = args.align_settings() {
-                    let inputs = AlignInputs {
-                        settings,
-                        seed: args.data.seed,
-                        epochs: args.epochs,
-                        train: &encoded.train,
-                        special_ids: (
-                            prepared.tokenizer.token_id("[PAD]"),
-                            prepared.tokenizer.token_id("[MASK]"),
-                        ),
-                        workers: run.workers,
-                        quiet: args.quiet,
-                    };
-                    align = Some(align_targets(&result.model, &result.state.best_sha256, &inputs, out)?);
-                }
-            }
-            trained.push(TrainedModel {
-                role: name,
-                objective,
-                starts_from,
-                learning_rate: run.learning_rate_of(&role),
-                warmup: run.warmup_of(&role),
-                model: result.model,
-                state: result.state,
-            });
-        }
-    }
-    Ok(trained)
+    let ModelPlan {
+        role,
+        name,
+        objective,
+        seed,
+        config,
+    } = plan;
+    let (initial, starts_from) = initial_model(run, role, seed, config, teacher)?;
+    let options = TrainOptions {
+        distill: objective.distills().then_some(Distill {
+            temperature: args.temperature,
+            alpha: args.alpha,
+        }),
+        ..train_options(run, role, seed)
+    };
+    let checkpoints = TrainingStateDir(out.join("checkpoints").join(&name));
+    let result = train(
+        &name,
+        initial,
+        &encoded.train,
+        &encoded.validation,
+        guidance,
+        &options,
+        device,
+        &checkpoints,
+        args.quiet,
+    )?;
+    let meta = ModelMeta {
+        name: name.clone(),
+        labels: prepared.data.label_names.clone(),
+        max_length: args.data.max_length,
+    };
+    save_model_dir(
+        &out.join("models").join(&name),
+        &result.model,
+        prepared.tokenizer_json.as_bytes(),
+        &meta,
+    )?;
+    Ok(TrainedModel {
+        role: name,
+        objective,
+        starts_from,
+        learning_rate: run.learning_rate_of(role),
+        warmup: run.warmup_of(role),
+        model: result.model,
+        state: result.state,
+    })
 }
