@@ -35,7 +35,7 @@ pub struct BenchArgs {
     /// training.
     #[arg(long, default_value_t = 2)]
     pub train_steps: usize,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = crate::cli::choice::<Backend>(&["cpu", "wgpu"], &["flex", "gpu"]))]
     pub backend: Backend,
     /// Model replicas each training batch is split between, one thread each (as `trainer run
     /// --workers`; default as there: IG's thread count on the CPU, 1 on a GPU).

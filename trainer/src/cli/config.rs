@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde_json::{Map, Value};
+use toml::Table;
 use trainer::settings::RunConfig;
 
 use super::run::RunArgs;
@@ -17,24 +18,46 @@ const RUN_FILE_CONFIG_KEY: &str = "config";
 
 /// The settings of a run: the flags given on the command line, over `--config`'s file, over
 /// the defaults. `matches` are the `run` subcommand's (they say which flags were given).
+/// The values travel as TOML, which holds every number a flag can give (NaN included, for
+/// the checks to name).
 pub fn run_config(args: &RunArgs, matches: &ArgMatches) -> anyhow::Result<RunConfig> {
-    let Value::Object(mut values) = serde_json::to_value(args)? else {
-        bail!("the run's options are not a table");
-    };
+    let mut values = Table::try_from(args)?;
     let Some(path) = &args.config else {
-        return Ok(serde_json::from_value(Value::Object(values))?);
+        return Ok(values.try_into()?);
     };
+    let known = known_keys()?;
     let file = read(path)?;
     for (key, value) in &file {
-        if !values.contains_key(key) {
-            bail!("{}: unknown key '{key}'{}", path.display(), suggestion(key, &values));
+        if !known.contains_key(key) {
+            bail!("{}: unknown key '{key}'{}", path.display(), suggestion(key, &known));
         }
         let id = key.replace('-', "_");
-        if matches.value_source(&id) != Some(ValueSource::CommandLine) {
-            values.insert(key.clone(), value.clone());
+        if matches.value_source(&id) == Some(ValueSource::CommandLine) {
+            continue;
         }
+        match value {
+            // Unset: the flag's default.
+            Value::Null => values.remove(key),
+            _ => values.insert(
+                key.clone(),
+                toml_value(value).with_context(|| format!("{}: key '{key}'", path.display()))?,
+            ),
+        };
     }
     typed(values, &file, path)
+}
+
+/// Every key a config may set (the flags' names without the dashes), unset ones included.
+fn known_keys() -> anyhow::Result<Map<String, Value>> {
+    match serde_json::to_value(RunConfig::default())? {
+        Value::Object(keys) => Ok(keys),
+        _ => bail!("the run's settings are not a table"),
+    }
+}
+
+/// A JSON value as TOML (nulls inside lists cannot be given: no flag takes one).
+fn toml_value(value: &Value) -> anyhow::Result<toml::Value> {
+    Ok(toml::Value::try_from(value)?)
 }
 
 /// The file's keys and values: TOML, or JSON when it ends in `.json` or starts with `{`; from
@@ -66,22 +89,20 @@ fn read(path: &Path) -> anyhow::Result<Map<String, Value>> {
 }
 
 /// The merged values as settings; a value of the wrong type is named by its key.
-fn typed(values: Map<String, Value>, file: &Map<String, Value>, path: &Path) -> anyhow::Result<RunConfig> {
-    let error = match serde_json::from_value(Value::Object(values)) {
+fn typed(values: Table, file: &Map<String, Value>, path: &Path) -> anyhow::Result<RunConfig> {
+    let error = match values.try_into::<RunConfig>() {
         Ok(config) => return Ok(config),
         Err(e) => e,
     };
-    let Value::Object(defaults) = serde_json::to_value(RunConfig::default())? else {
-        bail!("{}: {error}", path.display());
-    };
-    for (key, value) in file {
+    let defaults = Table::try_from(RunConfig::default())?;
+    for (key, value) in file.iter().filter(|(_, v)| !v.is_null()) {
         let mut one = defaults.clone();
-        one.insert(key.clone(), value.clone());
-        if let Err(e) = serde_json::from_value::<RunConfig>(Value::Object(one)) {
-            bail!("{}: key '{key}': {e}", path.display());
+        one.insert(key.clone(), toml_value(value)?);
+        if let Err(e) = one.try_into::<RunConfig>() {
+            bail!("{}: key '{key}': {}", path.display(), e.to_string().trim());
         }
     }
-    bail!("{}: {error}", path.display())
+    bail!("{}: {}", path.display(), error.to_string().trim())
 }
 
 /// Edits that turn `a` into `b` (Levenshtein).

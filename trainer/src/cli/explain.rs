@@ -36,7 +36,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub max_length: Option<usize>,
     /// cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = crate::cli::choice::<Backend>(&["cpu", "wgpu"], &["flex", "gpu"]))]
     pub backend: Backend,
     /// Print one JSON object instead of a table.
     #[arg(long)]

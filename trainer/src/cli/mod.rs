@@ -45,8 +45,27 @@ pub enum DataCommand {
     Stats(run::DataArgs),
 }
 
+/// A parser for a value from a fixed list of names, so `--help` and a wrong value list them
+/// (`hidden` names are accepted but not listed: aliases).
+pub fn choice<T>(
+    names: &'static [&'static str],
+    hidden: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = names
+        .iter()
+        .map(|n| PossibleValue::new(*n))
+        .chain(hidden.iter().map(|n| PossibleValue::new(*n).hide(true)));
+    PossibleValuesParser::new(values).try_map(|name: String| name.parse::<T>().map_err(|e| e.to_string()))
+}
+
 /// The library's options from clap's: both sides name their fields alike, so the serialised
-/// flags are the typed options.
+/// flags are the typed options. They travel as TOML, which holds every number a flag can give
+/// (NaN included, for the checks to name).
 pub fn typed<A: Serialize, B: DeserializeOwned>(flags: &A) -> anyhow::Result<B> {
-    Ok(serde_json::from_value(serde_json::to_value(flags)?)?)
+    Ok(toml::Table::try_from(flags)?.try_into()?)
 }

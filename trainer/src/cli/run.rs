@@ -91,12 +91,12 @@ pub struct RunArgs {
     #[serde(flatten)]
     pub data: DataArgs,
     /// quick (reduced sizes, minutes on a CPU), paper (the real shapes) or test (tiny).
-    #[arg(long, default_value = "quick")]
+    #[arg(long, default_value = "quick", value_parser = crate::cli::choice::<Suite>(&["quick", "paper", "test"], &[]))]
     pub suite: Suite,
     /// The run directory: new, empty, or an earlier run's to resume (default runs/<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = crate::cli::choice::<Backend>(&["cpu", "wgpu"], &["flex", "gpu"]))]
     pub backend: Backend,
     /// Training epochs (at least 1).
     #[arg(long, default_value_t = 5)]
@@ -135,12 +135,12 @@ pub struct RunArgs {
     pub patience: usize,
     /// none, or balanced: each class weighs the same in the cross-entropy (weights from the
     /// training part; for imbalanced labels such as SCOTUS's 65/35).
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "none", value_parser = crate::cli::choice::<ClassWeight>(&["none", "balanced"], &[]))]
     pub class_weight: ClassWeight,
     /// The validation figure that picks each model's best epoch and stops early: accuracy, or
     /// macro-f1 (default with --class-weight balanced, where accuracy would favour the
     /// majority class the weights work against).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::choice::<SelectBy>(&["accuracy", "macro-f1"], &[]))]
     pub select_by: Option<SelectBy>,
     /// Train the students on the trained teacher's logits as well as the labels (the same as
     /// --training distill).
@@ -153,12 +153,12 @@ pub struct RunArgs {
     /// How each student is trained, one student per role and entry (e.g. independent,distill,align
     /// gives three per role, named ROLE, ROLE-distill, ROLE-align, from the same seed): the
     /// ablation in one run. Default: independent (or what --distill / --align say).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = crate::cli::choice::<Objective>(&["independent", "distill", "align"], &[]))]
     pub training: Vec<Objective>,
     /// Aligned views: path (points around IG's path to the baseline, each token moved by its
     /// own amount), evidence (the text without / with only the teacher's top tokens), both, or
     /// slope (the output's slope along IG's path in a random ±1 direction over the tokens).
-    #[arg(long, default_value = "evidence")]
+    #[arg(long, default_value = "evidence", value_parser = crate::cli::choice::<AlignViews>(&["path", "evidence", "both", "slope"], &[]))]
     pub align_views: AlignViews,
     /// Weight of the aligned-view term beside the distillation loss (above 0).
     #[arg(long, default_value_t = 1.0)]
@@ -206,7 +206,7 @@ pub struct RunArgs {
     #[serde(flatten)]
     pub ig: IgArgs,
     /// Which class each model explains: its own prediction (model), the teacher's, or the label.
-    #[arg(long, default_value = "model")]
+    #[arg(long, default_value = "model", value_parser = crate::cli::choice::<TargetChoice>(&["model", "teacher", "label"], &[]))]
     pub target: TargetChoice,
     /// Keep students at or above this test accuracy, in [0, 1].
     #[arg(long, default_value_t = 0.70)]

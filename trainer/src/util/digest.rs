@@ -21,7 +21,7 @@ pub fn hex(digest: &[u8]) -> String {
 pub fn model_dir_digest(dir: &Path) -> anyhow::Result<String> {
     if !dir.is_dir() {
         anyhow::bail!(
-            "{}: no such model directory (it needs {CONFIG_FILE} and {WEIGHTS_FILE})",
+            "{}: no such checkpoint directory (it needs {CONFIG_FILE} and {WEIGHTS_FILE})",
             dir.display()
         );
     }
