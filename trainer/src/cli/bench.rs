@@ -44,7 +44,7 @@ pub struct BenchArgs {
     /// The PyTorch + Captum reference's bench.py (without a value: the project's own,
     /// tests/reference/bench.py): each preset is then measured by Astrid and by the reference
     /// back to back, in alternating order, for `--rounds` rounds, and the table gives the
-    /// medians of the per-round ratios (a noisy machine drifts within minutes: whole suites
+    /// medians of the per-round ratios (a noisy machine drifts between runs: whole suites
     /// run one after the other compare two machines). The reference's settings are fixed:
     /// sequence length 128, forward batch 32, training batch 16, Gauss–Legendre.
     #[arg(long, value_name = "BENCH_PY", num_args = 0..=1, default_missing_value = "tests/reference/bench.py")]

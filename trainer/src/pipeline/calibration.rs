@@ -218,9 +218,8 @@ fn check_copies(results: &[ModelResult], inputs: &CalibrationInputs) -> Vec<Stri
         .filter(|(_, (_, accuracy, _))| *accuracy < teacher.accuracy - ACCURACY_TOLERANCE)
         .map(|(i, (seed, accuracy, _))| {
             format!(
-                "copy {} (seed {seed}) reaches test accuracy {accuracy:.3} against the teacher's {:.3}: not an equally good model \
-                 (on the embedded default, a copy can take the planted shortcut), so the ceiling is lower than equally good \
-                 models would give and calibrated scores above 1 are to be expected",
+                "copy {} (seed {seed}) reaches test accuracy {accuracy:.3} against the teacher's {:.3}: not an equally good model, \
+                 so the ceiling is lower than equally good models would give and calibrated scores above 1 are to be expected",
                 i + 1,
                 teacher.accuracy
             )

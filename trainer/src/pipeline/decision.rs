@@ -158,7 +158,7 @@ fn recommend_none(results: &[ModelResult], thresholds: &Thresholds, preamble: &s
         "Keep the teacher, or train the students longer"
     } else {
         "Keep the teacher, or train the students with --align (distillation plus the teacher's outputs on views of \
-         its evidence: it raised every student's similarity on the embedded default) or longer"
+         its evidence) or longer"
     };
     Decision {
         recommended: None,
