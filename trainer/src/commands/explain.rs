@@ -18,7 +18,7 @@ use crate::settings::{IgConfig, Problems};
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExplainRequest {
     /// An Astrid model directory, a Hugging Face one (config.json, model.safetensors,
-    /// tokenizer.json), or a Hub id fetched into the Hugging Face cache: hf:ORG/NAME[@REVISION].
+    /// tokenizer.json), or a Hub id fetched into the Hugging Face cache: `hf:ORG/NAME[@REVISION]`.
     pub model: String,
     /// Use the Hugging Face cache only, never the network (as HF_HUB_OFFLINE=1).
     pub offline: bool,
@@ -31,7 +31,7 @@ pub struct ExplainRequest {
     pub ig: IgConfig,
     /// ig, saliency or grad-input.
     pub attribution: Attribution,
-    /// Longest token sequence; longer texts are cut (keeping [CLS] … [SEP]).
+    /// Longest token sequence; longer texts are cut (keeping `[CLS]` … `[SEP]`).
     pub max_length: Option<usize>,
     /// cpu or wgpu.
     pub backend: Backend,

@@ -1,5 +1,5 @@
 //! A WordPiece vocabulary trained on the training texts, in BERT's style (lower case,
-//! [CLS] … [SEP]), for runs without a pretrained tokenizer.
+//! `[CLS]` … `[SEP]`), for runs without a pretrained tokenizer.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +15,7 @@ use tokenizers::{
     Tokenizer,
 };
 
-/// Special tokens, in id order: [PAD] is 0, as the models' `pad_token_id` expects.
+/// Special tokens, in id order: `[PAD]` is 0, as the models' `pad_token_id` expects.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 fn normalizer() -> BertNormalizer {

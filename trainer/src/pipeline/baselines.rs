@@ -1,7 +1,7 @@
 //! Which baseline says nothing? IG distributes F(input) − F(baseline); when the baseline
 //! already gives the predicted class most of its probability, there is little to distribute
 //! and the attributions' direction is noise. For each model, the output at every candidate
-//! baseline (zero, [PAD], [MASK], the mean embedding), averaged over the explained texts and
+//! baseline (zero, `[PAD]`, `[MASK]`, the mean embedding), averaged over the explained texts and
 //! held against the class prior (the data's class shares).
 
 use anyhow::Context;

@@ -106,7 +106,7 @@ pub struct DataConfig {
     pub tokenizer: Option<PathBuf>,
     /// Size of the trained WordPiece vocabulary.
     pub vocab_size: usize,
-    /// Longest token sequence (texts are cut, keeping [CLS] … [SEP]); 8 to 512.
+    /// Longest token sequence (texts are cut, keeping `[CLS]` … `[SEP]`); 8 to 512.
     pub max_length: usize,
 }
 
@@ -135,7 +135,7 @@ pub struct RunConfig {
     pub data: DataConfig,
     /// quick (reduced sizes, minutes on a CPU), paper (the real shapes) or test (tiny).
     pub suite: Suite,
-    /// The run directory: new, empty, or an earlier run's to resume (default runs/<timestamp>).
+    /// The run directory: new, empty, or an earlier run's to resume (default `runs/<timestamp>`).
     pub out: Option<PathBuf>,
     pub backend: Backend,
     /// Training epochs (at least 1).
@@ -196,7 +196,7 @@ pub struct RunConfig {
     pub temperature: f64,
     /// Weight of the distillation term, in [0, 1].
     pub alpha: f64,
-    /// Start a role from a Hugging Face checkpoint: ROLE=DIR, or ROLE=hf:ORG/NAME[@REVISION]
+    /// Start a role from a Hugging Face checkpoint: ROLE=DIR, or `ROLE=hf:ORG/NAME[@REVISION]`
     /// fetched into the Hugging Face cache (repeatable; `teacher` names the teacher's role).
     pub init: Vec<String>,
     /// The paper's pretrained starting points (`--suite paper` only): the teacher from
@@ -238,10 +238,10 @@ pub struct RunConfig {
     /// tokens over the teacher's own drop) of at least this.
     pub min_behavioural: Option<f64>,
     /// content: cosine over the real tokens; padded: the paper's cosine over every position
-    /// of the padded sequence, [CLS]/[SEP] included.
+    /// of the padded sequence, `[CLS]`/`[SEP]` included.
     pub similarity_positions: Positions,
     /// How faithfulness and the behavioural test take a token out: mask (replace it with
-    /// [MASK]) or delete (remove it; the text gets shorter).
+    /// `[MASK]`) or delete (remove it; the text gets shorter).
     pub erasure: Erasure,
     /// No progress bars.
     pub quiet: bool,

@@ -13,7 +13,7 @@ use crate::training::steps::shards;
 #[derive(Debug, Clone, Default)]
 pub struct Encoded {
     pub ids: Vec<Vec<u32>>,
-    /// Per text, true for [CLS]/[SEP] (what IG's baselines and erasure leave alone).
+    /// Per text, true for `[CLS]`/`[SEP]` (what IG's baselines and erasure leave alone).
     pub special: Vec<Vec<bool>>,
     pub labels: Vec<usize>,
 }

@@ -6,7 +6,7 @@ use astrid::EncoderClassifier;
 use astrid::explain::{ExplainInput, ExplainOptions, Explanation, explain};
 
 /// Texts to explain: token ids and special-token flags, one entry per text, and the ids the
-/// [PAD]/[MASK] baselines need.
+/// `[PAD]`/`[MASK]` baselines need.
 #[derive(Clone, Copy)]
 pub struct Texts<'a> {
     pub ids: &'a [Vec<u32>],

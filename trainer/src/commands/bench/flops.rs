@@ -18,7 +18,7 @@ pub fn forward_flops(config: &ModelConfig, seq: usize) -> (f64, f64, f64) {
     (linear, attention, head)
 }
 
-/// The share of [`forward_flops`] that the model's last layer skips by computing [CLS]'s row
+/// The share of [`forward_flops`] that the model's last layer skips by computing `[CLS]`'s row
 /// alone (every position's keys and values, one query, one row of attention output, feed-
 /// forward and norms): the reference computes every row, and its FLOP counts, which the
 /// GFLOP/s columns use, include them.
