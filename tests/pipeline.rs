@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use astrid::schema::results::RESULTS_FILE;
-use astrid::schema::{Manifest, Role, RunResults, TextAttribution, Thresholds};
+use astrid::schema::{Manifest, Role, RunResults, SimilarityMode, TextAttribution, Thresholds};
 use astrid_e2e::{scotus_csv, skip, trainer, trainer_bin, trainer_json};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -75,8 +75,18 @@ fn check_results(r: &RunResults) {
     let Thresholds {
         min_accuracy,
         min_similarity,
+        min_calibrated,
+        similarity_mode,
         ..
     } = r.thresholds;
+    // Without --similarity-mode, the rule is calibrated exactly when the run can calibrate.
+    let calibration = r.calibration.as_ref().expect("a calibration");
+    let measurable = calibration.not_measurable.is_none();
+    assert_eq!(
+        similarity_mode == SimilarityMode::Calibrated,
+        measurable,
+        "{calibration:?}"
+    );
     let mut expected: Option<(&str, usize)> = None;
     for m in &r.models[1..] {
         assert_eq!(m.role, Role::Student);
@@ -86,7 +96,11 @@ fn check_results(r: &RunResults) {
         assert!(lo <= sim + 1e-12 && sim <= hi + 1e-12, "{lo} {sim} {hi}");
         assert!((-1.0..=1.0).contains(&m.spearman_mean.unwrap()));
         assert!((0.0..=1.0).contains(&m.accuracy));
-        let passes = m.accuracy >= min_accuracy && sim >= min_similarity;
+        let similar = match similarity_mode {
+            SimilarityMode::Absolute => sim >= min_similarity,
+            SimilarityMode::Calibrated => m.calibrated_mean.is_some_and(|c| c >= min_calibrated),
+        };
+        let passes = m.accuracy >= min_accuracy && similar;
         assert_eq!(m.verdict.keeps(), passes, "{m:?}");
         if passes && expected.is_none_or(|(_, p)| m.params < p) {
             expected = Some((m.name.as_str(), m.params));

@@ -175,6 +175,9 @@ pub struct Calibration {
     /// Why the ceiling measures less than "equally good models" would (a copy clearly worse
     /// than the teacher); empty when nothing says so.
     pub ceiling_warnings: Vec<String>,
+    /// Why no student has a calibrated score (no ceiling, or one whose interval reaches the
+    /// floor's); `None` when the scores are given.
+    pub not_measurable: Option<String>,
 }
 
 /// The model's output at a baseline IG could start from, averaged over the explained texts:
@@ -352,6 +355,10 @@ pub struct RunResults {
     pub stage_seconds: Vec<(String, f64)>,
     pub recommended: Option<String>,
     pub recommendation: String,
+    /// The answer in at most eight lines, as the report, the terminal and the page open with
+    /// it: the recommendation first, then the students that reason differently and how far the
+    /// teacher can be trusted.
+    pub summary: Vec<String>,
 }
 
 impl RunResults {
@@ -409,6 +416,7 @@ mod tests {
             stage_seconds: vec![("training".into(), 1.5)],
             recommended: Some("s".into()),
             recommendation: "s".into(),
+            summary: vec!["Use s.".into()],
         };
         let text = serde_json::to_string(&results).unwrap();
         assert_eq!(serde_json::from_str::<RunResults>(&text).unwrap(), results);

@@ -223,10 +223,13 @@ pub struct RunArgs {
     /// the calibrated score) out.
     #[arg(long, default_value_t = 2)]
     pub reference_seeds: usize,
-    /// absolute: students need --min-similarity (the paper's rule); calibrated: they need
-    /// --min-calibrated, where 0 is chance and 1 a retrained teacher (needs --reference-seeds).
-    #[arg(long, default_value = "absolute")]
-    pub similarity_mode: SimilarityMode,
+    /// calibrated: students need --min-calibrated, where 0 is chance and 1 a retrained teacher
+    /// (needs --reference-seeds); absolute: they need --min-similarity (`--similarity-mode
+    /// absolute --min-similarity 0.8` is the paper's rule exactly). Default: calibrated when
+    /// the run measures a ceiling that lies above chance, absolute otherwise (the report says
+    /// which).
+    #[arg(long, value_parser = crate::cli::choice::<SimilarityMode>(&["calibrated", "absolute"], &[]))]
+    pub similarity_mode: Option<SimilarityMode>,
     /// Calibrated mode: keep students at or above this calibrated score.
     #[arg(long, default_value_t = 0.80)]
     pub min_calibrated: f64,

@@ -8,7 +8,10 @@ use crate::settings::RunConfig;
 
 pub fn run(config: RunConfig) -> anyhow::Result<()> {
     let outcome = crate::pipeline::run::run(&config)?;
-    println!("{}", report::table(&outcome.results));
+    for line in &outcome.results.summary {
+        println!("{line}");
+    }
+    println!("\n{}", report::table(&outcome.results));
     let out = outcome.out.display();
     println!("\nwrote {out}/{RESULTS_FILE}, report.md, report.html; models in {out}/models/");
     Ok(())

@@ -15,6 +15,8 @@ use crate::training::metrics::{mean_at, paired_bootstrap};
 const PERMUTATIONS: usize = 20;
 /// The teacher's accuracy may lie this far below its copies' mean before it is questioned.
 const ACCURACY_TOLERANCE: f64 = 0.05;
+/// A teacher within this of the most common class's share has learned nothing to explain.
+const CHANCE_MARGIN: f64 = 0.01;
 
 /// The explanations the calibration compares, each one row per explained text.
 pub struct CalibrationInputs<'a> {
@@ -22,6 +24,9 @@ pub struct CalibrationInputs<'a> {
     /// One set per retrained copy, with its seed and test accuracy.
     pub references: Vec<(u64, f64, &'a [TextAttribution])>,
     pub untrained: &'a [TextAttribution],
+    /// The share of the most common class in the data: what always predicting it scores (on
+    /// balanced data, chance).
+    pub majority_share: f64,
 }
 
 /// Per-text cosines the calibrated score needs, kept for its paired bootstrap.
@@ -71,7 +76,10 @@ pub fn calibrate(
     let floor_permuted = agreements(&texts.permuted, seed);
     let floor = floor_untrained.cosine.mean.max(floor_permuted.cosine.mean);
 
-    fill_calibrated_scores(results, students, &against, &per_text, seed)?;
+    let not_measurable = not_measurable(ceiling.as_ref(), &floor_untrained, &floor_permuted);
+    if not_measurable.is_none() {
+        fill_calibrated_scores(results, students, &against, &per_text, seed)?;
+    }
     let teacher_warnings = check_teacher(results, inputs, ceiling.as_ref(), between_references.as_ref(), floor);
     let ceiling_warnings = check_copies(results, inputs);
     Ok(Calibration {
@@ -84,6 +92,27 @@ pub fn calibrate(
         floor,
         teacher_warnings,
         ceiling_warnings,
+        not_measurable,
+    })
+}
+
+/// Why calibrated scores cannot be given: without a ceiling, or when the ceiling's 95%
+/// interval reaches the higher floor's, a score between them would divide by noise.
+fn not_measurable(ceiling: Option<&Agreements>, untrained: &Agreements, permuted: &Agreements) -> Option<String> {
+    let Some(ceiling) = ceiling else {
+        return Some("no retrained copies of the teacher, so no ceiling (--reference-seeds 0)".to_string());
+    };
+    let floor = if untrained.cosine.mean >= permuted.cosine.mean {
+        untrained
+    } else {
+        permuted
+    };
+    let ([c_lo, c_hi], [f_lo, f_hi]) = (ceiling.cosine.ci, floor.cosine.ci);
+    (c_lo <= f_hi).then(|| {
+        format!(
+            "the ceiling's 95% interval [{c_lo:.3}, {c_hi:.3}] reaches the floor's [{f_lo:.3}, {f_hi:.3}]: a retrained \
+             teacher is not told apart from chance (more texts, --explain-n, or more copies, --reference-seeds, narrow them)"
+        )
     })
 }
 
@@ -243,6 +272,21 @@ fn calibrated_score(student: &[f64], per_text: &PerText, seed: u64) -> Option<as
     paired_bootstrap(student.len(), seed, score)
 }
 
+/// A teacher no better than always predicting the most common class, on test or validation:
+/// its attributions explain nothing, whatever they agree with.
+fn at_chance(teacher: &ModelResult, majority_share: f64) -> Option<String> {
+    let chance = majority_share + CHANCE_MARGIN;
+    (teacher.accuracy <= chance || teacher.validation_accuracy <= chance).then(|| {
+        format!(
+            "the teacher is no better than always predicting the most common class ({:.1}% of the texts): test \
+             accuracy {:.3}, validation accuracy {:.3}; it has learned nothing for its explanations to show",
+            100.0 * majority_share,
+            teacher.accuracy,
+            teacher.validation_accuracy
+        )
+    })
+}
+
 /// Why the teacher is not a reference to measure students against, if anything says so.
 fn check_teacher(
     results: &[ModelResult],
@@ -255,6 +299,9 @@ fn check_teacher(
     let Some(teacher) = results.iter().find(|r| r.role == Role::Teacher) else {
         return warnings;
     };
+    if let Some(warning) = at_chance(teacher, inputs.majority_share) {
+        warnings.push(warning);
+    }
     if let (Some(c), Some(b)) = (ceiling, between)
         && c.cosine.ci[1] < b.cosine.ci[0]
     {
@@ -326,6 +373,90 @@ mod tests {
         assert_eq!(calibrated_score(&[0.5; 12], &none, 1), None);
     }
 
+    /// Six texts of five tokens ([CLS] … [SEP]), attributions drawn from `seed`.
+    fn rows(seed: u64) -> Vec<TextAttribution> {
+        let mut rng = SplitMix64::new(seed);
+        (0..6)
+            .map(|i| TextAttribution {
+                index: i,
+                tokens: ["[CLS]", "a", "b", "c", "[SEP]"].map(String::from).to_vec(),
+                special: vec![true, false, false, false, true],
+                label: 0,
+                explanation: astrid::Explanation {
+                    attributions: (0..5).map(|_| rng.unit() as f32 - 0.5).collect(),
+                    target: 0,
+                    probs: vec![1.0],
+                    convergence_delta: None,
+                    f_input: None,
+                    f_baseline: None,
+                    gradient_evaluations: 0,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_calibrated_score_when_the_ceiling_reaches_the_floor() {
+        let (teacher, other, student) = (rows(1), rows(2), rows(3));
+        let mut results = vec![
+            ModelResult {
+                role: Role::Teacher,
+                accuracy: 0.9,
+                validation_accuracy: 0.9,
+                ..ModelResult::default()
+            },
+            ModelResult::default(),
+        ];
+        // The copy is the untrained model: the ceiling is the floor.
+        let inputs = CalibrationInputs {
+            teacher: &teacher,
+            references: vec![(101, 0.9, &other)],
+            untrained: &other,
+            majority_share: 0.5,
+        };
+        let c = calibrate(&mut results, &[&student], &inputs, 2, Positions::Content, 7).unwrap();
+        let why = c.not_measurable.expect("not measurable");
+        assert!(why.contains("reaches the floor's"), "{why}");
+        assert_eq!((results[1].calibrated_mean, results[1].calibrated_ci), (None, None));
+        // The copy is the teacher itself: the ceiling is 1, far above the floor.
+        let inputs = CalibrationInputs {
+            references: vec![(101, 0.9, &teacher)],
+            ..inputs
+        };
+        let c = calibrate(&mut results, &[&student], &inputs, 2, Positions::Content, 7).unwrap();
+        assert_eq!(c.not_measurable, None);
+        assert!(results[1].calibrated_mean.is_some());
+    }
+
+    #[test]
+    fn a_teacher_at_chance_is_an_unreliable_reference_named_first() {
+        let teacher = |accuracy: f64, validation_accuracy: f64| ModelResult {
+            role: Role::Teacher,
+            accuracy,
+            validation_accuracy,
+            ..ModelResult::default()
+        };
+        let inputs = |majority_share: f64| CalibrationInputs {
+            teacher: &[],
+            references: vec![],
+            untrained: &[],
+            majority_share,
+        };
+        // Every model at 0.500 on balanced data.
+        let warnings = check_teacher(&[teacher(0.5, 0.5)], &inputs(0.5), None, None, 0.0);
+        assert!(
+            warnings[0].starts_with("the teacher is no better than always predicting the most common class (50.0%"),
+            "{warnings:?}"
+        );
+        // On 65/35 data, 0.66 is the majority class: still nothing learned.
+        assert_eq!(
+            check_teacher(&[teacher(0.9, 0.66)], &inputs(0.65), None, None, 0.0).len(),
+            1
+        );
+        // A teacher that learned passes this check.
+        assert!(check_teacher(&[teacher(0.9, 0.88)], &inputs(0.65), None, None, 0.0).is_empty());
+    }
+
     #[test]
     fn a_copy_clearly_worse_than_the_teacher_is_named() {
         let results = vec![ModelResult {
@@ -337,6 +468,7 @@ mod tests {
             teacher: &[],
             references: vec![(108, 0.78, &[]), (109, 0.93, &[])],
             untrained: &[],
+            majority_share: 0.5,
         };
         let warnings = check_copies(&results, &inputs);
         assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -114,6 +114,14 @@ fn preamble(thresholds: &Thresholds, c: &Calibration) -> String {
         ));
     }
     if thresholds.similarity_mode == SimilarityMode::Absolute
+        && c.ceiling.is_some()
+        && let Some(why) = &c.not_measurable
+    {
+        preamble.push_str(&format!(
+            "Calibrated similarity is not measurable ({why}), so the rule holds the raw similarity against {min_similarity}. "
+        ));
+    }
+    if thresholds.similarity_mode == SimilarityMode::Absolute
         && let Some(ceiling) = &c.ceiling
         && ceiling.cosine.mean < min_similarity
     {

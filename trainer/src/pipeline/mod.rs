@@ -16,4 +16,5 @@ pub mod prepare;
 pub mod run;
 pub mod rundir;
 pub mod setup;
+pub mod summary;
 pub mod train_suite;

@@ -7,7 +7,7 @@
 use astrid::EncoderClassifier;
 use astrid::files::write_atomic;
 use astrid::schema::results::{RESULTS_FILE, RESULTS_FORMAT};
-use astrid::schema::{Calibration, DataSummary, ModelResult, RunResults, TextAttribution, Thresholds};
+use astrid::schema::{Calibration, DataSummary, ModelResult, RunResults, SimilarityMode, TextAttribution, Thresholds};
 
 use crate::pipeline::calibration::{CalibrationInputs, calibrate};
 use crate::pipeline::comparison::compare;
@@ -17,6 +17,7 @@ use crate::pipeline::explanations::{explain_validation, teacher_targets};
 use crate::pipeline::faithfulness;
 use crate::pipeline::prepare::EncodedSplits;
 use crate::pipeline::setup::{self, OpenRun};
+use crate::pipeline::summary::summarise;
 use crate::pipeline::train_suite::{References, TrainedModel, TrainingRun, train_references, train_suite};
 use crate::report;
 use crate::settings::RunConfig;
@@ -195,6 +196,7 @@ fn measure(
                 .map(|((&seed, &accuracy), rows)| (seed, accuracy, rows.as_slice()))
                 .collect(),
             untrained: &explained.untrained,
+            majority_share: majority_share(&run.prepared.data.class_counts()),
         },
         args.top_k,
         args.similarity_positions,
@@ -202,13 +204,25 @@ fn measure(
     )
 }
 
-/// The decision rule's thresholds from the run's settings.
-fn thresholds(args: &RunConfig) -> Thresholds {
+/// The most common class's share of the texts.
+fn majority_share(class_counts: &[usize]) -> f64 {
+    let total = class_counts.iter().sum::<usize>().max(1);
+    class_counts.iter().copied().max().unwrap_or(0) as f64 / total as f64
+}
+
+/// The decision rule's thresholds from the run's settings; without a `similarity_mode`,
+/// calibrated similarity when the calibration gives scores, the raw similarity otherwise.
+fn thresholds(args: &RunConfig, calibration: &Calibration) -> Thresholds {
+    let measurable = calibration.not_measurable.is_none();
     Thresholds {
         min_accuracy: args.min_accuracy,
         min_similarity: args.min_similarity,
         top_k: args.top_k,
-        similarity_mode: args.similarity_mode,
+        similarity_mode: args.similarity_mode.unwrap_or(if measurable {
+            SimilarityMode::Calibrated
+        } else {
+            SimilarityMode::Absolute
+        }),
         min_calibrated: args.min_calibrated,
         min_faithfulness: args.min_faithfulness,
         min_behavioural: args.min_behavioural,
@@ -224,8 +238,9 @@ fn results(
     calibration: Calibration,
     stage_seconds: Vec<(String, f64)>,
 ) -> RunResults {
-    let thresholds = thresholds(args);
+    let thresholds = thresholds(args, &calibration);
     let decision = decide(&mut models, &thresholds, Some(&calibration));
+    let summary = summarise(&models, &thresholds, Some(&calibration));
     let (data, split) = (&run.prepared.data, &run.prepared.split);
     RunResults {
         format: RESULTS_FORMAT,
@@ -254,5 +269,6 @@ fn results(
         stage_seconds,
         recommended: decision.recommended,
         recommendation: decision.explanation,
+        summary,
     }
 }

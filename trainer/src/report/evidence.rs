@@ -84,6 +84,9 @@ fn calibrated_scores(run: &RunResults, c: &Calibration) -> Vec<Block> {
          close to the teacher as a retrained teacher, 0 is chance. Interval: paired bootstrap over the texts.",
         c.floor
     ))];
+    if let Some(why) = &c.not_measurable {
+        blocks.push(Block::Paragraph(format!("**Not measurable** in this run: {why}.")));
+    }
     let mut table = Table::new(["student", "similarity", "ceiling", "calibrated (95% CI)"]);
     for r in run.models.iter().filter(|r| r.role == Role::Student) {
         table.row([

@@ -45,6 +45,7 @@ pub fn ranking(run: &RunResults) -> Vec<Block> {
     }
     vec![
         Block::Title("Astrid report".into()),
+        Block::List(run.summary.clone()),
         Block::Paragraph(format!(
             "Data: {} — {} texts (train {}, validation {}, test {}). Backend: {}.",
             run.data.source, run.data.texts, run.data.train, run.data.validation, run.data.test, run.backend

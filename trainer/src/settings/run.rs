@@ -227,9 +227,9 @@ pub struct RunConfig {
     /// Each copy costs one teacher training and its explanations; 0 leaves the ceiling (and
     /// the calibrated score) out.
     pub reference_seeds: usize,
-    /// absolute: students need --min-similarity (the paper's rule); calibrated: they need
-    /// --min-calibrated, where 0 is chance and 1 a retrained teacher (needs --reference-seeds).
-    pub similarity_mode: SimilarityMode,
+    /// calibrated (`min_calibrated`) or absolute (`min_similarity`); `None`: calibrated when
+    /// the run's ceiling can calibrate, absolute otherwise.
+    pub similarity_mode: Option<SimilarityMode>,
     /// Calibrated mode: keep students at or above this calibrated score.
     pub min_calibrated: f64,
     /// Also require comprehensiveness (AOPC) at least this far above its random control.
@@ -288,7 +288,7 @@ impl Default for RunConfig {
             min_similarity: 0.80,
             top_k: 5,
             reference_seeds: 2,
-            similarity_mode: SimilarityMode::default(),
+            similarity_mode: None,
             min_calibrated: 0.80,
             min_faithfulness: None,
             min_behavioural: None,

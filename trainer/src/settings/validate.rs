@@ -202,7 +202,7 @@ impl RunConfig {
             )
         });
         p.check(
-            self.similarity_mode != SimilarityMode::Calibrated || self.reference_seeds >= 1,
+            self.similarity_mode != Some(SimilarityMode::Calibrated) || self.reference_seeds >= 1,
             || "--similarity-mode calibrated needs --reference-seeds 1 or more (the ceiling)".to_string(),
         );
         p.check(finite_in(self.min_calibrated, -10.0..=10.0), || {
