@@ -5,12 +5,14 @@
 
 pub mod bundle;
 pub mod explanation;
+pub mod generalisation;
 pub mod results;
 pub mod settings;
 pub mod verdict;
 
 pub use bundle::{FileEntry, Manifest, ManifestModel};
 pub use explanation::{ExplanationRecord, TextAttribution};
+pub use generalisation::{Generalisation, GeneralisationPoint};
 pub use results::{
     Agreements, BaselineOutput, Behaviour, Calibration, DataSummary, Estimate, Faithfulness, ModelResult, Positions,
     Role, RunResults, SimilarityMode, Thresholds,

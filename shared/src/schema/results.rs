@@ -175,6 +175,11 @@ pub struct Calibration {
     /// Why the ceiling measures less than "equally good models" would (a copy clearly worse
     /// than the teacher); empty when nothing says so.
     pub ceiling_warnings: Vec<String>,
+    /// Retrained copies trained to find the ones kept (`reference_seeds`): those outside the
+    /// tolerance of the teacher's scores are left out of the ceiling.
+    pub copies_tried: usize,
+    /// Each copy left out, and why.
+    pub copies_left_out: Vec<String>,
     /// Why no student has a calibrated score (no ceiling, or one whose interval reaches the
     /// floor's); `None` when the scores are given.
     pub not_measurable: Option<String>,
@@ -244,6 +249,8 @@ pub struct DataSummary {
     pub train: usize,
     pub validation: usize,
     pub test: usize,
+    /// Texts of the shifted part (0 without one); not counted in `texts`.
+    pub shifted: usize,
     /// The embedded corpus: rationale and shortcut spans are known.
     pub planted_signal: bool,
 }
@@ -274,6 +281,10 @@ pub struct ModelResult {
     pub params: usize,
     pub accuracy: f64,
     pub f1: f64,
+    /// Accuracy on the shifted part (held out to test generalisation), when the run has one.
+    pub shifted_accuracy: Option<f64>,
+    /// Test accuracy minus shifted accuracy: what the shift costs the model.
+    pub shifted_drop: Option<f64>,
     pub confusion: Vec<Vec<usize>>,
     pub inference_seq_per_s: f64,
     pub train_seq_per_s: f64,
@@ -350,6 +361,8 @@ pub struct RunResults {
     /// Teacher first.
     pub models: Vec<ModelResult>,
     pub calibration: Option<Calibration>,
+    /// Similarity against the shifted-accuracy drop, when the run has a shifted part.
+    pub generalisation: Option<super::Generalisation>,
     /// Seconds each stage of the run took in the invocation that wrote this file (a resumed
     /// run skips what was done).
     pub stage_seconds: Vec<(String, f64)>,
@@ -408,6 +421,7 @@ mod tests {
                     ..ModelResult::default()
                 },
             ],
+            generalisation: None,
             calibration: Some(Calibration {
                 reference_seeds: vec![107],
                 floor: 0.1,

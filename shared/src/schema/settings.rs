@@ -183,12 +183,31 @@ pub struct DataSettings {
     /// Labelled rows used, when fewer than the file has.
     pub sample: Option<usize>,
     pub seed: u64,
+    /// The shifted part, when the user gave one (`--shift-data`, `--shift-by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<ShiftSettings>,
+}
+
+/// Where the shifted part comes from: another file (by content hash), or the rows of the data
+/// at or above a value of a column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ShiftSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct CorpusSettings {
     pub size: usize,
     pub shortcut: bool,
+    /// The generator's version (2: the shortcut in every part, and a shifted part); absent
+    /// in runs of the first, which cannot resume with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -76,6 +76,19 @@ pub struct DataArgs {
     /// Longest token sequence (texts are cut, keeping [CLS] … [SEP]); 8 to 512.
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
+    /// Labelled texts from another distribution (same columns and labels as --data): every
+    /// model is also evaluated on them, and the report asks whether similarity to the teacher
+    /// predicted which models fail there.
+    #[arg(long, value_name = "FILE")]
+    pub shift_data: Option<PathBuf>,
+    /// Hold out, as the shifted part, the rows of --data whose value in this column is at or
+    /// above --shift-from (numbers compared numerically, else as text), e.g. the latest terms:
+    /// --shift-by term --shift-from 2015.
+    #[arg(long, value_name = "COLUMN", requires = "shift_from")]
+    pub shift_by: Option<String>,
+    /// See --shift-by.
+    #[arg(long, value_name = "VALUE", requires = "shift_by")]
+    pub shift_from: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -223,6 +236,14 @@ pub struct RunArgs {
     /// the calibrated score) out.
     #[arg(long, default_value_t = 2)]
     pub reference_seeds: usize,
+    /// A retrained copy counts towards the ceiling only when its validation score is within
+    /// this of the teacher's (and, with a shifted part, its shifted accuracy too): the ceiling
+    /// is what equally good models agree at.
+    #[arg(long, default_value_t = 0.02)]
+    pub copy_tolerance: f64,
+    /// Further seeds tried, in all, when a copy falls outside --copy-tolerance.
+    #[arg(long, default_value_t = 2)]
+    pub extra_reference_seeds: usize,
     /// calibrated: students need --min-calibrated, where 0 is chance and 1 a retrained teacher
     /// (needs --reference-seeds); absolute: they need --min-similarity (`--similarity-mode
     /// absolute --min-similarity 0.8` is the paper's rule exactly). Default: calibrated when
@@ -420,5 +441,51 @@ mod tests {
         let both = args(&["--distill", "--align"]).validate().unwrap_err().to_string();
         assert!(both.contains("--align already distils"), "{both}");
         assert!(Cli::try_parse_from(["run", "--training", "independent,teach"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use clap::Parser;
+    use trainer::settings::RunConfig;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn config(extra: &[&str]) -> Result<RunConfig, String> {
+        let args = Cli::try_parse_from([&["run"], extra].concat()).map_err(|e| e.to_string())?;
+        crate::cli::typed(&args.run).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_shift_options_are_checked_before_anything_runs() {
+        assert!(
+            config(&["--data", "d.csv", "--shift-by", "term"])
+                .unwrap_err()
+                .contains("--shift-from")
+        );
+        let err = |extra: &[&str]| config(extra).unwrap().validate().unwrap_err().to_string();
+        assert!(err(&["--shift-data", "s.csv"]).contains("need --data"));
+        let both = err(&[
+            "--data",
+            "d.csv",
+            "--shift-data",
+            "s.csv",
+            "--shift-by",
+            "t",
+            "--shift-from",
+            "1",
+        ]);
+        assert!(both.contains("not both"), "{both}");
+        let ok = config(&["--data", "d.csv", "--shift-by", "term", "--shift-from", "2015"]).unwrap();
+        assert_eq!(
+            (ok.data.shift_by.as_deref(), ok.data.shift_from.as_deref()),
+            (Some("term"), Some("2015"))
+        );
     }
 }

@@ -15,6 +15,9 @@ pub struct Columns {
     pub label: Option<String>,
     /// Label values in class order; default: sorted (false < true, numbers numerically).
     pub label_order: Option<Vec<String>>,
+    /// A column whose value is kept per text (`--shift-by`: the ordered column that decides
+    /// the shifted part).
+    pub shift_by: Option<String>,
 }
 
 /// A text/label pair with the 1-based row it came from (the header is row 1 in CSV).
@@ -22,6 +25,8 @@ struct Row {
     text: String,
     label: String,
     row: usize,
+    /// The `shift_by` column's value, when one is asked for.
+    shift: Option<String>,
 }
 
 /// Reads `path` by its extension: `.csv`, `.tsv`, `.jsonl`/`.ndjson`. SCOTUS's `justice.csv`
@@ -125,6 +130,16 @@ fn read_delimited(bytes: &[u8], shown: &str, delimiter: u8, columns: &Columns) -
     };
     let text_at = find_column(&headers, &text_name, "text (--text-col)", shown, delimiter)?;
     let label_at = find_column(&headers, &label_name, "label (--label-col)", shown, delimiter)?;
+    let shift_at = match &columns.shift_by {
+        Some(name) => Some(find_column(
+            &headers,
+            name,
+            "shifted part (--shift-by)",
+            shown,
+            delimiter,
+        )?),
+        None => None,
+    };
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(shown, e))?;
@@ -133,6 +148,7 @@ fn read_delimited(bytes: &[u8], shown: &str, delimiter: u8, columns: &Columns) -
             text: record.get(text_at).unwrap_or("").to_string(),
             label: record.get(label_at).unwrap_or("").to_string(),
             row,
+            shift: shift_at.map(|at| record.get(at).unwrap_or("").trim().to_string()),
         });
     }
     Ok((rows, scotus))
@@ -194,6 +210,7 @@ fn read_jsonl(bytes: &[u8], shown: &str, columns: &Columns) -> anyhow::Result<Ve
             text: field(text_name)?,
             label: field(label_name)?,
             row: line_no,
+            shift: columns.shift_by.as_deref().map(field).transpose()?,
         });
     }
     Ok(rows)
@@ -254,6 +271,7 @@ fn default_order(values: &BTreeSet<String>) -> Vec<String> {
 fn build(rows: Vec<Row>, shown: &str, columns: &Columns, html: bool) -> anyhow::Result<Dataset> {
     let mut texts = Vec::new();
     let mut raw_labels = Vec::new();
+    let mut shift_values = Vec::new();
     let mut dropped = 0;
     let text_field = columns.text.as_deref().unwrap_or("facts");
     for row in rows {
@@ -275,6 +293,7 @@ fn build(rows: Vec<Row>, shown: &str, columns: &Columns, html: bool) -> anyhow::
         }
         texts.push(text);
         raw_labels.push((label, row.row));
+        shift_values.extend(row.shift);
     }
     if texts.is_empty() {
         bail!("{shown}: no labelled rows");
@@ -312,6 +331,7 @@ fn build(rows: Vec<Row>, shown: &str, columns: &Columns, html: bool) -> anyhow::
         rationale_spans: Vec::new(),
         shortcut_spans: Vec::new(),
         sha256: None,
+        shift_values,
     })
 }
 

@@ -14,6 +14,7 @@ fn cols(text: &str, label: &str) -> Columns {
         text: Some(text.into()),
         label: Some(label.into()),
         label_order: None,
+        shift_by: None,
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Dataset {
     /// SHA-256 of the file's bytes (a run is bound to its data by it); `None` when generated.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Per text, the `--shift-by` column's value (empty without `--shift-by`).
+    #[serde(default)]
+    pub shift_values: Vec<String>,
 }
 
 impl Dataset {

@@ -13,6 +13,10 @@ pub struct Split {
     pub train: Vec<usize>,
     pub validation: Vec<usize>,
     pub test: Vec<usize>,
+    /// Texts held out from the i.i.d. parts to test generalisation (the embedded corpus's
+    /// shifted part, `--shift-data`, `--shift-by`); empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shifted: Vec<usize>,
 }
 
 impl Split {
@@ -25,8 +29,9 @@ impl Split {
             ("train", &self.train),
             ("validation", &self.validation),
             ("test", &self.test),
+            ("shifted", &self.shifted),
         ] {
-            if indices.is_empty() {
+            if indices.is_empty() && part != "shifted" {
                 return Err(format!("its {part} part is empty"));
             }
             for &i in indices.iter() {
@@ -49,15 +54,24 @@ impl Split {
 /// so every part keeps the class balance. Each part gets at least one text per class when
 /// the class has three or more.
 pub fn stratified(data: &Dataset, validation: f64, test: f64, seed: u64) -> Split {
+    stratified_except(data, validation, test, seed, Vec::new())
+}
+
+/// [`stratified`] over the texts not in `shifted`, which become the shifted part.
+pub fn stratified_except(data: &Dataset, validation: f64, test: f64, seed: u64, shifted: Vec<usize>) -> Split {
+    let held_out: std::collections::BTreeSet<usize> = shifted.iter().copied().collect();
     let mut rng = SplitMix64::new(seed);
     let mut split = Split {
         seed,
         train: Vec::new(),
         validation: Vec::new(),
         test: Vec::new(),
+        shifted,
     };
     for class in 0..data.label_names.len() {
-        let mut members: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == class).collect();
+        let mut members: Vec<usize> = (0..data.len())
+            .filter(|&i| data.labels[i] == class && !held_out.contains(&i))
+            .collect();
         rng.shuffle(&mut members);
         let n = members.len();
         let share = |fraction: f64| {
@@ -92,6 +106,7 @@ mod tests {
             rationale_spans: vec![],
             shortcut_spans: vec![],
             sha256: None,
+            shift_values: Vec::new(),
         }
     }
 

@@ -10,9 +10,13 @@
 //!   The phrase decides the label, except for `label_noise` of the texts, whose label is
 //!   flipped so that no model can be perfect.
 //! - Optionally a **shortcut**: the harmless word "notably" opens a sentence in
-//!   `shortcut_rate` of the *training* texts of the winning class and in few losing ones, but
-//!   in half of all validation and test texts regardless of label. A model that learned the
-//!   shortcut instead of the rationale loses accuracy on test and puts attribution mass on it.
+//!   `shortcut_rate` of the winning texts and in few losing ones, in the training, validation
+//!   and test parts alike: a model that leans on it loses no i.i.d. accuracy, so accuracy alone
+//!   cannot tell it from one that reads the rationale.
+//! - A **shifted** part beside them (as many texts as the test part), in which the shortcut is
+//!   set against the label (it opens the losing texts instead) while the rationale still
+//!   decides: a model that leans on the shortcut fails there, one that reads the rationale
+//!   does not.
 //!
 //! Character spans of the rationale and shortcut are recorded, so the report can measure how
 //! much attribution each model puts on the real signal and how much on the shortcut.
@@ -46,6 +50,9 @@ impl Default for CorpusSpec {
 }
 
 pub const SHORTCUT_WORD: &str = "notably";
+
+/// The generator's version, in the fingerprint: a run made with another cannot resume.
+pub const CORPUS_VERSION: u32 = 2;
 
 const WIN: &[&str] = &[
     "the officers searched the home without a warrant",
@@ -122,14 +129,19 @@ fn capitalise(s: &str) -> String {
 const TRAIN: u8 = 0;
 const VALIDATION: u8 = 1;
 const TEST: u8 = 2;
+const SHIFTED: u8 = 3;
 
 /// Generates the corpus and its split (the generator decides the split, because the
-/// shortcut is planted differently in training and evaluation texts).
+/// shortcut is planted differently in the shifted part); the shifted texts follow the others.
 pub fn generate(spec: &CorpusSpec) -> (Dataset, Split) {
     let mut rng = SplitMix64::new(spec.seed);
     let n = spec.size.max(20);
-    let part = assign_parts(spec, n, &mut rng);
-    let mut data = empty_corpus(spec, n);
+    let mut part = assign_parts(spec, n, &mut rng);
+    if spec.shortcut_rate > 0.0 {
+        let n_test = part.iter().filter(|&&p| p == TEST).count();
+        part.extend(std::iter::repeat_n(SHIFTED, n_test));
+    }
+    let mut data = empty_corpus(spec, part.len());
     for &which in &part {
         let summary = summary(spec, which, &mut rng);
         let flipped = rng.unit() < spec.label_noise;
@@ -138,12 +150,13 @@ pub fn generate(spec: &CorpusSpec) -> (Dataset, Split) {
         data.rationale_spans.push(summary.rationale);
         data.shortcut_spans.push(summary.shortcut);
     }
-    let pick = |k: u8| (0..n).filter(|&i| part[i] == k).collect::<Vec<_>>();
+    let pick = |k: u8| (0..part.len()).filter(|&i| part[i] == k).collect::<Vec<_>>();
     let split = Split {
         seed: spec.seed,
         train: pick(TRAIN),
         validation: pick(VALIDATION),
         test: pick(TEST),
+        shifted: pick(SHIFTED),
     };
     (data, split)
 }
@@ -171,11 +184,12 @@ fn empty_corpus(spec: &CorpusSpec, n: usize) -> Dataset {
         texts: Vec::with_capacity(n),
         labels: Vec::with_capacity(n),
         label_names: vec!["first party loses".into(), "first party wins".into()],
-        source: format!("embedded default (generated, seed {}, {} texts)", spec.seed, n),
+        source: format!("embedded default v2 (generated, seed {}, {} texts)", spec.seed, n),
         dropped_blank_labels: 0,
         rationale_spans: Vec::with_capacity(n),
         shortcut_spans: Vec::with_capacity(n),
         sha256: None,
+        shift_values: Vec::new(),
     }
 }
 
@@ -215,15 +229,15 @@ fn summary(spec: &CorpusSpec, which: u8, rng: &mut SplitMix64) -> Summary {
     }
 }
 
-/// Whether a text carries the shortcut: mostly winning ones in training, so that it predicts
-/// the label there, and half of all evaluation texts whatever their label, so that it does
-/// not there.
+/// Whether a text carries the shortcut: mostly winning ones in the training, validation and
+/// test parts, so that it predicts the label there; mostly losing ones in the shifted part,
+/// so that it misleads there.
 fn draws_shortcut(spec: &CorpusSpec, which: u8, wins: bool, rng: &mut SplitMix64) -> bool {
     if spec.shortcut_rate > 0.0 {
-        let p = match (which, wins) {
-            (TRAIN, true) => spec.shortcut_rate,
-            (TRAIN, false) => (1.0 - spec.shortcut_rate) / 4.0,
-            _ => 0.5,
+        let (usual, rare) = (spec.shortcut_rate, (1.0 - spec.shortcut_rate) / 4.0);
+        let p = match (which == SHIFTED, wins) {
+            (false, true) | (true, false) => usual,
+            (false, false) | (true, true) => rare,
         };
         rng.unit() < p
     } else {
@@ -280,6 +294,8 @@ mod tests {
         let (b, _) = generate(&spec);
         assert_eq!(a.texts, b.texts);
         assert_eq!(split.train.len() + split.validation.len() + split.test.len(), 400);
+        assert_eq!(split.shifted.len(), split.test.len());
+        assert_eq!(split.shifted, (400..400 + split.test.len()).collect::<Vec<_>>());
         for (i, text) in a.texts.iter().enumerate() {
             let (s, e) = a.rationale_spans[i][0];
             let phrase = &text[s..e];
@@ -294,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn label_follows_the_rationale_except_for_noise_and_shortcut_only_in_training() {
+    fn the_shortcut_predicts_the_label_in_every_part_but_the_shifted_one() {
         let spec = CorpusSpec {
             size: 2000,
             ..CorpusSpec::default()
@@ -312,7 +328,21 @@ mod tests {
             let members: Vec<_> = part.iter().filter(|&&i| data.labels[i] == label).collect();
             members.iter().filter(|&&&i| !data.shortcut_spans[i].is_empty()).count() as f64 / members.len() as f64
         };
-        assert!(rate(&split.train, 1) > 0.6 && rate(&split.train, 0) < 0.2);
-        assert!((rate(&split.test, 1) - rate(&split.test, 0)).abs() < 0.2);
+        for part in [&split.train, &split.validation, &split.test] {
+            assert!(
+                rate(part, 1) > 0.6 && rate(part, 0) < 0.2,
+                "{} {}",
+                rate(part, 1),
+                rate(part, 0)
+            );
+        }
+        // Counted in the shifted part: the shortcut opens the losing texts, not the winning ones.
+        assert!(rate(&split.shifted, 0) > 0.6 && rate(&split.shifted, 1) < 0.2);
+        // Without the shortcut there is nothing to shift.
+        let (_, plain) = generate(&CorpusSpec {
+            shortcut_rate: 0.0,
+            ..spec
+        });
+        assert!(plain.shifted.is_empty());
     }
 }

@@ -92,6 +92,8 @@ pub fn calibrate(
         floor,
         teacher_warnings,
         ceiling_warnings,
+        copies_tried: inputs.references.len(),
+        copies_left_out: Vec::new(),
         not_measurable,
     })
 }
@@ -333,6 +335,14 @@ fn check_teacher(
                     .join(", ")
             ));
         }
+    }
+    if let Some(drop) = teacher.shifted_drop
+        && drop >= crate::pipeline::summary::SHIFT_FAILURE
+    {
+        warnings.push(format!(
+            "the teacher loses {drop:.3} of its accuracy on the shifted test: it leans on what the shift breaks (on the \
+             embedded default, the planted shortcut), and students that share its reasons share its mistake"
+        ));
     }
     if let (Some(shortcut), Some(rationale)) = (teacher.shortcut_mass, teacher.rationale_mass)
         && shortcut > rationale

@@ -1,5 +1,6 @@
 //! The evaluation stage: each trained model on the test part (accuracy, macro-F1,
-//! confusion, speed).
+//! confusion, speed), and on the shifted part when the run has one (accuracy, and how much of
+//! it the shift costs).
 
 use std::time::Instant;
 
@@ -12,7 +13,12 @@ use crate::pipeline::train_suite::TrainedModel;
 use crate::training::batches::{Encoded, predict_logits};
 use crate::training::metrics::{Classification, classification};
 
-pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> anyhow::Result<Vec<ModelResult>> {
+pub fn evaluate(
+    trained: &[TrainedModel],
+    test: &Encoded,
+    shifted: Option<&Encoded>,
+    num_labels: usize,
+) -> anyhow::Result<Vec<ModelResult>> {
     let mut results = Vec::with_capacity(trained.len());
     for (
         k,
@@ -61,6 +67,21 @@ pub fn evaluate(trained: &[TrainedModel], test: &Encoded, num_labels: usize) -> 
             mean_abs_convergence_delta: f64::NAN,
             ..ModelResult::default()
         });
+        if let (Some(shifted), Some(result)) = (shifted, results.last_mut()) {
+            let accuracy =
+                accuracy_on(model, shifted, num_labels).with_context(|| format!("{role}: the shifted part"))?;
+            result.shifted_accuracy = Some(accuracy);
+            result.shifted_drop = Some(result.accuracy - accuracy);
+        }
     }
     Ok(results)
+}
+
+/// A model's accuracy on some texts.
+fn accuracy_on(model: &astrid::EncoderClassifier, texts: &Encoded, num_labels: usize) -> anyhow::Result<f64> {
+    let predicted: Vec<usize> = predict_logits(model, &texts.ids, 64)?
+        .iter()
+        .map(|l| argmax(l))
+        .collect();
+    Ok(classification(&predicted, &texts.labels, num_labels).accuracy)
 }

@@ -117,6 +117,7 @@ mod tests {
                 labels: vec!["neg".into(), "pos".into()],
                 sample: None,
                 seed: 7,
+                shift: None,
             },
             tokenizer: TokenizerSettings {
                 sha256: None,

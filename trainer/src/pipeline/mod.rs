@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod explanations;
 pub mod faithfulness;
 pub mod fingerprint;
+pub mod generalisation;
 pub mod prepare;
 pub mod run;
 pub mod rundir;

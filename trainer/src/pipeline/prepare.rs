@@ -9,7 +9,7 @@ use astrid::tokenize::{TextTokenizer, TokenizedText};
 
 use crate::data::Dataset;
 use crate::data::load::{Columns, load};
-use crate::data::split::{Split, stratified};
+use crate::data::split::{Split, stratified_except};
 use crate::data::synthetic::{CorpusSpec, generate};
 use crate::data::vocab::train_wordpiece;
 use crate::models::hub::LocalModel;
@@ -24,6 +24,8 @@ pub struct Loaded {
     pub split: Split,
     /// Labelled texts before `--sample` cut them.
     pub texts_before_sample: usize,
+    /// SHA-256 of `--shift-data`'s bytes.
+    pub shift_sha256: Option<String>,
     /// The tokenizer the run starts from (`--tokenizer`, or an `--init` checkpoint's) and its
     /// SHA-256; `None` when a vocabulary is trained on the data.
     pub source_tokenizer: Option<(String, String)>,
@@ -60,16 +62,27 @@ pub fn load_data(args: &DataConfig, inits: &BTreeMap<String, LocalModel>) -> any
                 text: args.text_col.clone(),
                 label: args.label_col.clone(),
                 label_order: args.labels.clone(),
+                shift_by: args.shift_by.clone(),
             };
             let mut data = load(path, &columns)?;
             let before = data.len();
             if let Some(n) = args.sample {
                 data.texts.truncate(n);
                 data.labels.truncate(n);
+                data.shift_values.truncate(n);
             }
-            let split = stratified(&data, 0.1, 0.1, args.seed);
+            let shifted = match (&args.shift_by, &args.shift_from) {
+                (Some(by), Some(from)) => shifted_rows(&data, by, from)?,
+                _ => Vec::new(),
+            };
+            let split = stratified_except(&data, 0.1, 0.1, args.seed, shifted);
             (data, split, before)
         }
+    };
+    let (mut data, mut split) = (data, split);
+    let shift_sha256 = match &args.shift_data {
+        Some(path) => Some(append_shift_data(&mut data, &mut split, path, args)?),
+        None => None,
     };
     if data.class_counts().iter().filter(|&&c| c > 0).count() < 2 {
         bail!("{}: the texts used hold a single class; use more rows", data.source);
@@ -103,8 +116,79 @@ pub fn load_data(args: &DataConfig, inits: &BTreeMap<String, LocalModel>) -> any
         data,
         split,
         texts_before_sample,
+        shift_sha256,
         source_tokenizer,
     })
+}
+
+/// The rows whose `--shift-by` value is at or above `from`: numbers compared numerically when
+/// both are numbers, else text by its order.
+fn shifted_rows(data: &Dataset, by: &str, from: &str) -> anyhow::Result<Vec<usize>> {
+    let at_or_above = |value: &str| match (value.parse::<f64>(), from.parse::<f64>()) {
+        (Ok(v), Ok(f)) => v >= f,
+        _ => value >= from,
+    };
+    let shifted: Vec<usize> = (0..data.len())
+        .filter(|&i| at_or_above(&data.shift_values[i]))
+        .collect();
+    let (lowest, highest) = value_range(&data.shift_values);
+    if shifted.is_empty() || shifted.len() == data.len() {
+        bail!(
+            "--shift-by {by} --shift-from {from}: {} of the {} rows are at or above it (the values run from {lowest} to {highest}); \
+             choose a value inside that range",
+            if shifted.is_empty() { "none" } else { "all" },
+            data.len()
+        );
+    }
+    if shifted.len() < MIN_EVALUATION_TEXTS {
+        bail!(
+            "--shift-by {by} --shift-from {from}: only {} rows are at or above it; the shifted part needs at least \
+             {MIN_EVALUATION_TEXTS} (the values run from {lowest} to {highest})",
+            shifted.len()
+        );
+    }
+    Ok(shifted)
+}
+
+/// The lowest and highest of some values, numerically when they are all numbers.
+fn value_range(values: &[String]) -> (String, String) {
+    let mut sorted: Vec<&String> = values.iter().collect();
+    if values.iter().all(|v| v.parse::<f64>().is_ok()) {
+        sorted.sort_by(|a, b| {
+            a.parse::<f64>()
+                .unwrap_or(0.0)
+                .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
+        });
+    } else {
+        sorted.sort();
+    }
+    let first = sorted.first().map_or(String::new(), |v| v.to_string());
+    let last = sorted.last().map_or(String::new(), |v| v.to_string());
+    (first, last)
+}
+
+/// `--shift-data`: its rows (same columns, the data's labels) appended to the data as the
+/// shifted part; returns the file's SHA-256.
+fn append_shift_data(data: &mut Dataset, split: &mut Split, path: &Path, args: &DataConfig) -> anyhow::Result<String> {
+    let columns = Columns {
+        text: args.text_col.clone(),
+        label: args.label_col.clone(),
+        label_order: Some(data.label_names.clone()),
+        shift_by: None,
+    };
+    let shifted = load(path, &columns).with_context(|| format!("--shift-data {}", path.display()))?;
+    if shifted.len() < MIN_EVALUATION_TEXTS {
+        bail!(
+            "--shift-data {}: {} labelled rows; the shifted part needs at least {MIN_EVALUATION_TEXTS}",
+            path.display(),
+            shifted.len()
+        );
+    }
+    let start = data.len();
+    data.texts.extend(shifted.texts);
+    data.labels.extend(shifted.labels);
+    split.shifted = (start..data.len()).collect();
+    Ok(shifted.sha256.unwrap_or_default())
 }
 
 /// Decides the split and the tokenizer. `saved` is the directory of the run being resumed:
@@ -200,6 +284,8 @@ pub struct EncodedSplits {
     pub validation: Encoded,
     pub validation_tokens: Vec<TokenizedText>,
     pub test: Encoded,
+    /// The shifted part (generalisation beyond the i.i.d. split), when the run has one.
+    pub shifted: Option<Encoded>,
 }
 
 impl Prepared {
@@ -207,11 +293,17 @@ impl Prepared {
         let (train, _) = encode(self, &self.split.train)?;
         let (validation, validation_tokens) = encode(self, &self.split.validation)?;
         let (test, _) = encode(self, &self.split.test)?;
+        let shifted = if self.split.shifted.is_empty() {
+            None
+        } else {
+            Some(encode(self, &self.split.shifted)?.0)
+        };
         Ok(EncodedSplits {
             train,
             validation,
             validation_tokens,
             test,
+            shifted,
         })
     }
 
@@ -219,12 +311,16 @@ impl Prepared {
     pub fn describe(&self) -> String {
         let data = &self.data;
         format!(
-            "data: {} ({} texts; train {}, validation {}, test {}; classes {:?} = {:?}{})",
+            "data: {} ({} texts; train {}, validation {}, test {}{}; classes {:?} = {:?}{})",
             data.source,
             data.len(),
             self.split.train.len(),
             self.split.validation.len(),
             self.split.test.len(),
+            match self.split.shifted.len() {
+                0 => String::new(),
+                n => format!(", shifted {n}"),
+            },
             data.label_names,
             data.class_counts(),
             if data.dropped_blank_labels > 0 {
@@ -233,5 +329,107 @@ impl Prepared {
                 String::new()
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CSV of `n` rows: a text that carries its label, the label, and a term per row.
+    fn fixture(name: &str, n: usize, first_term: usize) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("astrid-prepare-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("cases.csv");
+        let mut csv = String::from("text,label,term\n");
+        for i in 0..n {
+            let label = if i % 2 == 0 { "won" } else { "lost" };
+            csv.push_str(&format!(
+                "case {i} was {label} on appeal,{label},{}\n",
+                first_term + i % 30
+            ));
+        }
+        std::fs::write(&path, csv).expect("the fixture");
+        path
+    }
+
+    fn config(path: &Path) -> DataConfig {
+        DataConfig {
+            data: Some(path.to_path_buf()),
+            text_col: Some("text".into()),
+            label_col: Some("label".into()),
+            ..DataConfig::default()
+        }
+    }
+
+    #[test]
+    fn shift_by_holds_out_the_rows_at_or_above_the_value() {
+        let path = fixture("by", 300, 1990);
+        let args = DataConfig {
+            shift_by: Some("term".into()),
+            shift_from: Some("2015".into()),
+            ..config(&path)
+        };
+        let loaded = load_data(&args, &BTreeMap::new()).unwrap();
+        let (data, split) = (&loaded.data, &loaded.split);
+        let late: Vec<usize> = (0..300).filter(|i| 1990 + i % 30 >= 2015).collect();
+        assert_eq!(split.shifted, late);
+        for part in [&split.train, &split.validation, &split.test] {
+            assert!(
+                part.iter().all(|i| !late.contains(i)),
+                "a shifted row in an i.i.d. part"
+            );
+        }
+        assert_eq!(
+            split.train.len() + split.validation.len() + split.test.len() + late.len(),
+            data.len()
+        );
+        split.check(data.len()).unwrap();
+        // Numbers compare as numbers: "900" is below "2015" though it sorts after it as text.
+        let err = load_data(
+            &DataConfig {
+                shift_from: Some("2100".into()),
+                ..args.clone()
+            },
+            &BTreeMap::new(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("none of the 300 rows") && err.contains("from 1990 to 2019"),
+            "{err}"
+        );
+        let err = load_data(
+            &DataConfig {
+                shift_by: Some("year".into()),
+                ..args
+            },
+            &BTreeMap::new(),
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+        assert!(
+            err.contains("no column 'year' for the shifted part (--shift-by)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shift_data_is_appended_as_the_shifted_part_with_the_datas_labels() {
+        let (main, other) = (fixture("main", 200, 2000), fixture("other", 40, 2000));
+        let args = DataConfig {
+            shift_data: Some(other.clone()),
+            ..config(&main)
+        };
+        let loaded = load_data(&args, &BTreeMap::new()).unwrap();
+        assert_eq!(loaded.split.shifted, (200..240).collect::<Vec<_>>());
+        assert_eq!(loaded.data.label_names, ["lost", "won"]);
+        assert!(loaded.shift_sha256.as_deref().is_some_and(|s| s.len() == 64));
+        // A label the data does not have is named with its row.
+        std::fs::write(&other, "text,label,term\na,won,1\nb,drawn,2\n").unwrap();
+        let err = format!("{:#}", load_data(&args, &BTreeMap::new()).err().expect("refused"));
+        assert!(err.contains("--shift-data") && err.contains("\"drawn\""), "{err}");
     }
 }

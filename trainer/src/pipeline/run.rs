@@ -7,14 +7,18 @@
 use astrid::EncoderClassifier;
 use astrid::files::write_atomic;
 use astrid::schema::results::{RESULTS_FILE, RESULTS_FORMAT};
-use astrid::schema::{Calibration, DataSummary, ModelResult, RunResults, SimilarityMode, TextAttribution, Thresholds};
+use astrid::schema::{
+    Calibration, DataSummary, Generalisation, GeneralisationPoint, ModelResult, RunResults, SimilarityMode,
+    TextAttribution, Thresholds,
+};
 
 use crate::pipeline::calibration::{CalibrationInputs, calibrate};
-use crate::pipeline::comparison::compare;
+use crate::pipeline::comparison::{compare, text_agreement};
 use crate::pipeline::decision::decide;
 use crate::pipeline::evaluate::evaluate;
 use crate::pipeline::explanations::{explain_validation, teacher_targets};
 use crate::pipeline::faithfulness;
+use crate::pipeline::generalisation::generalisation;
 use crate::pipeline::prepare::EncodedSplits;
 use crate::pipeline::setup::{self, OpenRun};
 use crate::pipeline::summary::summarise;
@@ -80,14 +84,13 @@ pub fn run(args: &RunConfig) -> anyhow::Result<RunOutcome> {
     };
     let trained = train_suite(&training)?;
     timer.lap("training: the suite");
-    let references = train_references(&training)?;
+    let references = train_references(&training, &trained[0])?;
     timer.lap("training: the teacher's retrained copies");
     let classes = run.prepared.data.label_names.len();
-    let mut models = evaluate(&trained, &encoded.test, classes)?;
-    let reference_accuracy: Vec<f64> = evaluate(&references.copies, &encoded.test, classes)?
-        .iter()
-        .map(|r| r.accuracy)
-        .collect();
+    let shifted = encoded.shifted.as_ref();
+    let mut models = evaluate(&trained, &encoded.test, shifted, classes)?;
+    let copies = evaluate(&references.copies, &encoded.test, shifted, classes)?;
+    let reference_accuracy: Vec<f64> = copies.iter().map(|r| r.accuracy).collect();
     timer.lap("evaluation");
     let explained = explain_all(args, &run, &encoded, &trained, &references, &mut timer)?;
     let calibration = measure(
@@ -109,7 +112,9 @@ pub fn run(args: &RunConfig) -> anyhow::Result<RunOutcome> {
         &encoded,
     )?;
     timer.lap("faithfulness, behavioural agreement, baselines");
-    let results = results(args, &run, models, calibration, timer.laps);
+    let points = copy_points(args, &explained, &copies)?;
+    let generalisation = generalisation(&models, &points, args.data.seed);
+    let results = results(args, &run, models, (calibration, generalisation), timer.laps);
     write_atomic(
         &run.out.join(RESULTS_FILE),
         serde_json::to_string_pretty(&results)?.as_bytes(),
@@ -120,6 +125,35 @@ pub fn run(args: &RunConfig) -> anyhow::Result<RunOutcome> {
         out: run.out.clone(),
         results,
     })
+}
+
+/// Each retrained copy as a point of the generalisation plot: its similarity to the teacher
+/// and what the shift costs it (none without a shifted part).
+fn copy_points(
+    args: &RunConfig,
+    explained: &Explained,
+    copies: &[ModelResult],
+) -> anyhow::Result<Vec<GeneralisationPoint>> {
+    let mut points = Vec::new();
+    for (copy, rows) in copies.iter().zip(&explained.copies) {
+        let Some(shifted_drop) = copy.shifted_drop else {
+            continue;
+        };
+        let cosines: Vec<f64> = explained.suite[0]
+            .iter()
+            .zip(rows)
+            .map(|(t, c)| text_agreement(t, &c.attributions, args.top_k, args.similarity_positions).map(|a| a.cosine))
+            .collect::<anyhow::Result<_>>()?;
+        points.push(GeneralisationPoint {
+            name: copy.name.clone(),
+            copy: true,
+            similarity: cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
+            calibrated: None,
+            accuracy: copy.accuracy,
+            shifted_drop,
+        });
+    }
+    Ok(points)
 }
 
 /// (name, model) of each trained model, teacher first.
@@ -166,6 +200,27 @@ fn explain_all(
 
 /// Each student's attributions against the teacher's, and the calibration they are read by.
 fn measure(
+    args: &RunConfig,
+    run: &OpenRun,
+    encoded: &EncodedSplits,
+    models: &mut [ModelResult],
+    explained: &Explained,
+    (references, reference_accuracy): (&References, &[f64]),
+) -> anyhow::Result<Calibration> {
+    let mut calibration = calibrate_against(args, run, encoded, models, explained, (references, reference_accuracy))?;
+    calibration.copies_tried = references.tried;
+    calibration.copies_left_out = references.left_out.clone();
+    if references.copies.is_empty() && references.tried > 0 {
+        calibration.not_measurable = Some(format!(
+            "none of the {} retrained copies is as good as the teacher (within --copy-tolerance {})",
+            references.tried, args.copy_tolerance
+        ));
+    }
+    Ok(calibration)
+}
+
+/// Compares every student with the teacher, and calibrates against the kept copies.
+fn calibrate_against(
     args: &RunConfig,
     run: &OpenRun,
     encoded: &EncodedSplits,
@@ -235,24 +290,25 @@ fn results(
     args: &RunConfig,
     run: &OpenRun,
     mut models: Vec<ModelResult>,
-    calibration: Calibration,
+    (calibration, generalisation): (Calibration, Option<Generalisation>),
     stage_seconds: Vec<(String, f64)>,
 ) -> RunResults {
     let thresholds = thresholds(args, &calibration);
     let decision = decide(&mut models, &thresholds, Some(&calibration));
-    let summary = summarise(&models, &thresholds, Some(&calibration));
+    let summary = summarise(&models, &thresholds, Some(&calibration), generalisation.as_ref());
     let (data, split) = (&run.prepared.data, &run.prepared.split);
     RunResults {
         format: RESULTS_FORMAT,
         data: DataSummary {
             source: data.source.clone(),
-            texts: data.len(),
+            texts: data.len() - split.shifted.len(),
             labels: data.label_names.clone(),
             class_counts: data.class_counts(),
             dropped_blank_labels: data.dropped_blank_labels,
             train: split.train.len(),
             validation: split.validation.len(),
             test: split.test.len(),
+            shifted: split.shifted.len(),
             planted_signal: data.has_planted_signal(),
         },
         settings: run.settings.clone(),
@@ -266,6 +322,7 @@ fn results(
         thresholds,
         models,
         calibration: Some(calibration),
+        generalisation,
         stage_seconds,
         recommended: decision.recommended,
         recommendation: decision.explanation,

@@ -23,6 +23,7 @@ use crate::settings::{ClassWeight, RunConfig, parse_inits, parse_role_lrs, parse
 use crate::training::align::Objective;
 use crate::training::train::balanced_class_weights;
 use crate::util::digest::model_dir_digest;
+use astrid::schema::settings::ShiftSettings;
 
 /// What a run starts from once every input has been checked; nothing is written yet.
 pub struct Checked {
@@ -194,12 +195,18 @@ fn run_settings(
             corpus: args.data.data.is_none().then_some(CorpusSettings {
                 size: args.data.corpus_size,
                 shortcut: !args.data.no_shortcut,
+                version: Some(crate::data::synthetic::CORPUS_VERSION),
             }),
             text_col: args.data.text_col.clone(),
             label_col: args.data.label_col.clone(),
             labels: data.label_names.clone(),
             sample: args.data.sample.filter(|&n| n < prepared.texts_before_sample),
             seed: args.data.seed,
+            shift: (args.data.shift_data.is_some() || args.data.shift_by.is_some()).then(|| ShiftSettings {
+                sha256: prepared.shift_sha256.clone(),
+                by: args.data.shift_by.clone(),
+                from: args.data.shift_from.clone(),
+            }),
         },
         tokenizer: TokenizerSettings {
             sha256: prepared.source_tokenizer.as_ref().map(|(_, sha)| sha.clone()),

@@ -2,15 +2,25 @@
 //! students reason differently from the teacher, and how far the teacher can be trusted as
 //! the reference. The report, the terminal and the bundle open with it.
 
-use astrid::schema::{Calibration, ModelResult, Role, SimilarityMode, Thresholds, Verdict};
+use astrid::schema::{Calibration, Generalisation, ModelResult, Role, SimilarityMode, Thresholds, Verdict};
+
+/// A student that loses this much accuracy under the shift leans on what the shift breaks.
+pub const SHIFT_FAILURE: f64 = 0.10;
 
 /// The most lines a summary has.
 pub const MAX_LINES: usize = 8;
 
 /// The summary of a decided run (verdicts marked): the recommendation first.
-pub fn summarise(models: &[ModelResult], thresholds: &Thresholds, calibration: Option<&Calibration>) -> Vec<String> {
+pub fn summarise(
+    models: &[ModelResult],
+    thresholds: &Thresholds,
+    calibration: Option<&Calibration>,
+    generalisation: Option<&Generalisation>,
+) -> Vec<String> {
     let mut lines = vec![answer(models, thresholds)];
     lines.extend(reasoning_differently(models, thresholds));
+    lines.extend(shifted(models));
+    lines.extend(generalisation.map(|g| g.finding.clone()));
     lines.push(reference(calibration));
     lines.truncate(MAX_LINES);
     lines
@@ -86,12 +96,40 @@ fn reasoning_differently(models: &[ModelResult], thresholds: &Thresholds) -> Opt
         .iter()
         .filter(|m| m.role == Role::Student && m.accuracy >= thresholds.min_accuracy)
         .filter(|m| matches!(&m.verdict, Verdict::Drop(reasons) if reasons.iter().any(|r| !r.starts_with("accuracy"))))
-        .map(|m| format!("{} ({:.3})", m.name, m.similarity_mean.unwrap_or(f64::NAN)))
+        .map(|m| {
+            let shift = m
+                .shifted_drop
+                .map_or(String::new(), |d| format!(", shifted test {:+.3}", -d));
+            format!("{} ({:.3}{shift})", m.name, m.similarity_mean.unwrap_or(f64::NAN))
+        })
         .collect();
     (!names.is_empty()).then(|| {
         format!(
             "Accurate enough but reasoning differently from the teacher (similarity): {}.",
             names.join(", ")
+        )
+    })
+}
+
+/// What the shifted test showed: the students that lose ten points or more there.
+fn shifted(models: &[ModelResult]) -> Option<String> {
+    let teacher = models.iter().find(|m| m.role == Role::Teacher)?;
+    let teacher_drop = teacher.shifted_drop?;
+    let failing: Vec<String> = models
+        .iter()
+        .filter(|m| m.role == Role::Student && m.shifted_drop.is_some_and(|d| d >= SHIFT_FAILURE))
+        .map(|m| format!("{} ({:+.3})", m.name, -m.shifted_drop.unwrap_or(0.0)))
+        .collect();
+    Some(if failing.is_empty() {
+        format!(
+            "On the shifted test no student loses ten points of accuracy or more (the teacher {:+.3}).",
+            -teacher_drop
+        )
+    } else {
+        format!(
+            "On the shifted test {} lose ten points of accuracy or more: they lean on what the shift breaks (the teacher {:+.3}).",
+            failing.join(", "),
+            -teacher_drop
         )
     })
 }
@@ -156,7 +194,7 @@ mod tests {
 
     #[test]
     fn the_first_line_names_the_recommendation() {
-        let lines = summarise(&run(), &Thresholds::default(), None);
+        let lines = summarise(&run(), &Thresholds::default(), None, None);
         assert!(
             lines[0].starts_with("Use tinybert: the smallest student that passes"),
             "{lines:?}"
@@ -177,7 +215,7 @@ mod tests {
             ceiling: Some(Agreements::default()),
             ..Calibration::default()
         };
-        let lines = summarise(&models, &Thresholds::default(), Some(&calibration));
+        let lines = summarise(&models, &Thresholds::default(), Some(&calibration), None);
         assert_eq!(
             lines[0],
             "No student to use: all of 3 students miss similarity ≥ 0.8 (the teacher's reasons); keep the teacher."

@@ -170,18 +170,44 @@ pub fn untrained_seed(seed: u64) -> u64 {
 
 /// What the comparison is calibrated with.
 pub struct References {
-    /// The teacher retrained `--reference-seeds` times: same configuration, starting point,
-    /// data, split and settings; another seed (initialisation, order, dropout).
+    /// The teacher retrained with other seeds (same configuration, starting point, data, split
+    /// and settings): up to `--reference-seeds` of them, each as good as the teacher.
     pub copies: Vec<TrainedModel>,
     /// Their seeds, in that order.
     pub seeds: Vec<u64>,
+    /// How many copies were trained to find them.
+    pub tried: usize,
+    /// Why each copy left out was left out.
+    pub left_out: Vec<String>,
     /// A model of the teacher's shape as initialised, never trained.
     pub untrained: EncoderClassifier,
 }
 
+/// Whether a retrained copy is as good as the teacher: its validation score within
+/// `tolerance` of the teacher's, and its shifted accuracy (where there is a shifted part) too,
+/// so that it does not lean on what the shift breaks more than the teacher does.
+pub fn equally_good(teacher: (f64, Option<f64>), copy: (f64, Option<f64>), tolerance: f64) -> Result<(), String> {
+    let ((teacher_score, teacher_shifted), (copy_score, copy_shifted)) = (teacher, copy);
+    if copy_score < teacher_score - tolerance {
+        return Err(format!(
+            "validation score {copy_score:.3} against the teacher's {teacher_score:.3} (more than {tolerance} below)"
+        ));
+    }
+    if let (Some(t), Some(c)) = (teacher_shifted, copy_shifted)
+        && c < t - tolerance
+    {
+        return Err(format!(
+            "shifted accuracy {c:.3} against the teacher's {t:.3} (more than {tolerance} below): it leans on what the shift breaks"
+        ));
+    }
+    Ok(())
+}
+
 /// Trains (or resumes) the teacher's retrained copies, named `reference_1`, `reference_2`, …
-/// (checkpoints only: they are not part of the suite), and builds the untrained model.
-pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
+/// (checkpoints only: they are not part of the suite), keeping those as good as `teacher`
+/// ([`equally_good`]) and trying up to `--extra-reference-seeds` further seeds in place of
+/// the others; and builds the untrained model.
+pub fn train_references(run: &TrainingRun, teacher: &TrainedModel) -> anyhow::Result<References> {
     let TrainingRun {
         args,
         prepared,
@@ -196,8 +222,23 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
         anyhow::bail!("the suite has no teacher");
     };
     config.num_labels = labels.len();
-    let (mut copies, mut seeds) = (Vec::new(), Vec::new());
-    for copy in 1..=args.reference_seeds {
+    let (mut copies, mut seeds, mut left_out) = (Vec::new(), Vec::new(), Vec::new());
+    let classes = labels.len();
+    let shifted_accuracy = |model: &TrainedModel| -> anyhow::Result<Option<f64>> {
+        let Some(shifted) = encoded.shifted.as_ref() else {
+            return Ok(None);
+        };
+        let results = crate::pipeline::evaluate::evaluate(std::slice::from_ref(model), shifted, None, classes)?;
+        Ok(results.first().map(|r| r.accuracy))
+    };
+    let teacher_measures = (teacher.state.best_accuracy, shifted_accuracy(teacher)?);
+    let budget = args.reference_seeds + args.extra_reference_seeds;
+    let mut tried = 0;
+    for copy in 1..=budget {
+        if copies.len() == args.reference_seeds {
+            break;
+        }
+        tried += 1;
         let seed = reference_seed(args.data.seed, copy);
         let name = format!("reference_{copy}");
         let (initial, starts_from) = initial_model(run, &teacher_role, seed, config.clone(), None)?;
@@ -212,16 +253,23 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
             &TrainingStateDir(out.join("checkpoints").join(&name)),
             args.quiet,
         )?;
-        seeds.push(seed);
-        copies.push(TrainedModel {
-            role: name,
+        let trained = TrainedModel {
+            role: name.clone(),
             objective: Objective::Independent,
             starts_from,
             learning_rate: run.learning_rate_of(&teacher_role),
             warmup: run.warmup_of(&teacher_role),
             model: result.model,
             state: result.state,
-        });
+        };
+        let measures = (trained.state.best_accuracy, shifted_accuracy(&trained)?);
+        match equally_good(teacher_measures, measures, args.copy_tolerance) {
+            Ok(()) => {
+                seeds.push(seed);
+                copies.push(trained);
+            }
+            Err(why) => left_out.push(format!("{name} (seed {seed}): {why}")),
+        }
     }
     config.validate()?;
     device.seed(untrained_seed(args.data.seed));
@@ -229,6 +277,8 @@ pub fn train_references(run: &TrainingRun) -> anyhow::Result<References> {
     Ok(References {
         copies,
         seeds,
+        tried,
+        left_out,
         untrained,
     })
 }
@@ -392,4 +442,29 @@ fn train_and_save(
         model: result.model,
         state: result.state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_below_the_tolerance_is_not_an_equally_good_model() {
+        // Within two points of the teacher: kept.
+        assert!(equally_good((0.90, None), (0.885, None), 0.02).is_ok());
+        // Better than the teacher: kept (the teacher check judges the teacher).
+        assert!(equally_good((0.90, Some(0.80)), (0.95, Some(0.90)), 0.02).is_ok());
+        // Three points below on validation: left out, with the figures.
+        let why = equally_good((0.90, None), (0.87, None), 0.02).unwrap_err();
+        assert!(
+            why.starts_with("validation score 0.870 against the teacher's 0.900"),
+            "{why}"
+        );
+        // As good on validation, but it falls on the shifted part where the teacher does not.
+        let why = equally_good((0.90, Some(0.88)), (0.90, Some(0.70)), 0.02).unwrap_err();
+        assert!(
+            why.contains("shifted accuracy 0.700") && why.contains("leans on what the shift breaks"),
+            "{why}"
+        );
+    }
 }

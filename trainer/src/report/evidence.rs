@@ -73,6 +73,22 @@ pub fn calibration(run: &RunResults, c: &Calibration) -> Vec<Block> {
     for w in &c.ceiling_warnings {
         blocks.push(Block::Paragraph(format!("**About the ceiling**: {w}.")));
     }
+    if c.copies_tried > 0 {
+        blocks.push(Block::Paragraph(format!(
+            "**Copies**: {} trained, {} kept as equally good (validation score, and shifted accuracy where there is a \
+             shifted part, within --copy-tolerance of the teacher's){}",
+            c.copies_tried,
+            c.reference_seeds.len(),
+            if c.copies_left_out.is_empty() {
+                "."
+            } else {
+                "; left out:"
+            }
+        )));
+        if !c.copies_left_out.is_empty() {
+            blocks.push(Block::List(c.copies_left_out.clone()));
+        }
+    }
     blocks.extend(calibrated_scores(run, c));
     blocks
 }

@@ -6,6 +6,7 @@
 
 mod evidence;
 mod figures;
+mod generalisation;
 pub mod model;
 mod ranking;
 
@@ -85,6 +86,7 @@ pub fn build(run: &RunResults, attributions: &[Vec<TextAttribution>], samples: &
     if let Some(c) = &run.calibration {
         report.extend(evidence::calibration(run, c));
     }
+    report.extend(generalisation::section(run));
     report.extend(ranking::objectives_compared(run));
     report.extend(ranking::models(run));
     report.extend(ranking::agreement_at_the_top(run));

@@ -43,6 +43,16 @@ pub fn ranking(run: &RunResults) -> Vec<Block> {
             r.verdict.to_string(),
         ]);
     }
+    if run.data.shifted > 0 {
+        table.header.insert(5, "shifted accuracy (drop)".into());
+        for (row, r) in table.rows.iter_mut().zip(&run.models) {
+            let cell = match (r.shifted_accuracy, r.shifted_drop) {
+                (Some(a), Some(d)) => format!("{a:.3} ({:+.3})", -d),
+                _ => "—".into(),
+            };
+            row.insert(5, cell);
+        }
+    }
     vec![
         Block::Title("Astrid report".into()),
         Block::List(run.summary.clone()),

@@ -108,6 +108,13 @@ pub struct DataConfig {
     pub vocab_size: usize,
     /// Longest token sequence (texts are cut, keeping `[CLS]` … `[SEP]`); 8 to 512.
     pub max_length: usize,
+    /// Labelled texts from elsewhere (same columns and labels as `data`): every model is also
+    /// evaluated on them, the shifted part.
+    pub shift_data: Option<PathBuf>,
+    /// With `shift_from`: the rows of `data` whose value in this column is at or above
+    /// `shift_from` (numbers numerically, else as text) are held out as the shifted part.
+    pub shift_by: Option<String>,
+    pub shift_from: Option<String>,
 }
 
 impl Default for DataConfig {
@@ -124,6 +131,9 @@ impl Default for DataConfig {
             tokenizer: None,
             vocab_size: 8000,
             max_length: 128,
+            shift_data: None,
+            shift_by: None,
+            shift_from: None,
         }
     }
 }
@@ -227,6 +237,11 @@ pub struct RunConfig {
     /// Each copy costs one teacher training and its explanations; 0 leaves the ceiling (and
     /// the calibrated score) out.
     pub reference_seeds: usize,
+    /// A retrained copy counts towards the ceiling only within this of the teacher's
+    /// validation score (and, with a shifted part, of its shifted accuracy).
+    pub copy_tolerance: f64,
+    /// Further seeds tried when a copy falls outside the tolerance.
+    pub extra_reference_seeds: usize,
     /// calibrated (`min_calibrated`) or absolute (`min_similarity`); `None`: calibrated when
     /// the run's ceiling can calibrate, absolute otherwise.
     pub similarity_mode: Option<SimilarityMode>,
@@ -288,6 +303,8 @@ impl Default for RunConfig {
             min_similarity: 0.80,
             top_k: 5,
             reference_seeds: 2,
+            copy_tolerance: 0.02,
+            extra_reference_seeds: 2,
             similarity_mode: None,
             min_calibrated: 0.80,
             min_faithfulness: None,

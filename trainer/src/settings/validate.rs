@@ -45,6 +45,24 @@ impl DataConfig {
                 )
             });
         }
+        p.check(self.shift_by.is_some() == self.shift_from.is_some(), || {
+            "--shift-by COLUMN and --shift-from VALUE go together".to_string()
+        });
+        p.check(self.shift_data.is_none() || self.shift_by.is_none(), || {
+            "give --shift-data or --shift-by, not both (one shifted part per run)".to_string()
+        });
+        p.check(
+            self.data.is_some() || (self.shift_data.is_none() && self.shift_by.is_none()),
+            || "--shift-data and --shift-by need --data (the embedded corpus makes its own shifted part)".to_string(),
+        );
+        if let Some(path) = &self.shift_data {
+            p.check(!path.is_dir(), || {
+                format!(
+                    "--shift-data {}: is a directory; give a CSV, TSV or JSONL file",
+                    path.display()
+                )
+            });
+        }
         if self.data.is_none() {
             p.check(
                 self.text_col.is_none() && self.label_col.is_none() && self.labels.is_none(),
@@ -195,6 +213,18 @@ impl RunConfig {
             )
         });
         p.check(self.top_k >= 1, || format!("--top-k {}: at least 1", self.top_k));
+        p.check(finite_in(self.copy_tolerance, 0.0..=1.0), || {
+            format!(
+                "--copy-tolerance {}: a difference of accuracies, from 0 to 1 (0.02 is two points)",
+                self.copy_tolerance
+            )
+        });
+        p.check(self.extra_reference_seeds <= MAX_REFERENCE_SEEDS, || {
+            format!(
+                "--extra-reference-seeds {}: at most {MAX_REFERENCE_SEEDS} (each one trains the teacher again)",
+                self.extra_reference_seeds
+            )
+        });
         p.check(self.reference_seeds <= MAX_REFERENCE_SEEDS, || {
             format!(
                 "--reference-seeds {}: at most {MAX_REFERENCE_SEEDS} (each one trains the teacher again; 2 gives the ceiling and a check of the teacher)",
