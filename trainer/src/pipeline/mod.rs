@@ -14,6 +14,7 @@ pub mod faithfulness;
 pub mod fingerprint;
 pub mod generalisation;
 pub mod prepare;
+pub mod reference_check;
 pub mod run;
 pub mod rundir;
 pub mod setup;
