@@ -141,7 +141,7 @@ pub fn generate(spec: &CorpusSpec) -> (Dataset, Split) {
         let n_test = part.iter().filter(|&&p| p == TEST).count();
         part.extend(std::iter::repeat_n(SHIFTED, n_test));
     }
-    let mut data = empty_corpus(spec, part.len());
+    let mut data = empty_corpus(spec, n);
     for &which in &part {
         let summary = summary(spec, which, &mut rng);
         let flipped = rng.unit() < spec.label_noise;
@@ -181,8 +181,8 @@ fn assign_parts(spec: &CorpusSpec, n: usize, rng: &mut SplitMix64) -> Vec<u8> {
 /// The corpus with its labels and no texts yet.
 fn empty_corpus(spec: &CorpusSpec, n: usize) -> Dataset {
     Dataset {
-        texts: Vec::with_capacity(n),
-        labels: Vec::with_capacity(n),
+        texts: Vec::with_capacity(2 * n),
+        labels: Vec::with_capacity(2 * n),
         label_names: vec!["first party loses".into(), "first party wins".into()],
         source: format!("embedded default v2 (generated, seed {}, {} texts)", spec.seed, n),
         dropped_blank_labels: 0,

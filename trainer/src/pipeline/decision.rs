@@ -126,8 +126,13 @@ fn preamble(thresholds: &Thresholds, c: &Calibration) -> String {
         && ceiling.cosine.mean < min_similarity
     {
         preamble.push_str(&format!(
-            "The similarity threshold {min_similarity} lies above the measured ceiling: the teacher retrained with another seed agrees with it at {:.3}, so a retrained teacher would be dropped too (--similarity-mode calibrated measures students against that ceiling). ",
-            ceiling.cosine.mean
+            "The similarity threshold {min_similarity} lies above the measured ceiling: the teacher retrained with another seed agrees with it at {:.3}, so a retrained teacher would be dropped too{}. ",
+            ceiling.cosine.mean,
+            if c.not_measurable.is_none() {
+                " (--similarity-mode calibrated measures students against that ceiling)"
+            } else {
+                ""
+            }
         ));
     }
     preamble

@@ -105,6 +105,11 @@ fn finding(similarity: Option<&Estimate>, accuracy: Option<&Estimate>) -> String
             format!("ρ = {:.2} [{:.2}, {:.2}]", e.mean, e.ci[0], e.ci[1])
         })
     };
+    if similarity.is_none() {
+        return "Whether similarity to the teacher predicted the failures under the shift cannot be said: the models' \
+                similarities, or their drops in accuracy, are all the same."
+            .to_string();
+    }
     let verdict = if predicts(similarity) {
         "Similarity to the teacher predicted which models failed under the shift"
     } else {
@@ -179,7 +184,7 @@ mod tests {
         let g = generalisation(&[], &alike, 7).unwrap();
         assert_eq!(g.similarity_correlation, None);
         assert!(
-            g.finding.contains("undefined") && !g.finding.contains("NaN"),
+            g.finding.contains("cannot be said") && !g.finding.contains("NaN"),
             "{}",
             g.finding
         );
