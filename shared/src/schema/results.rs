@@ -84,6 +84,10 @@ pub struct Thresholds {
     /// teacher's top-k tokens over the teacher's).
     #[serde(default)]
     pub min_behavioural: Option<f64>,
+    /// With a shifted part: a student may lose at most this much more accuracy there than
+    /// the teacher does (`None` without a shifted part).
+    #[serde(default)]
+    pub max_shift_drop: Option<f64>,
     #[serde(default)]
     pub positions: Positions,
 }
@@ -105,6 +109,11 @@ impl Thresholds {
         }
         if let Some(x) = self.min_behavioural {
             rule.push_str(&format!(", behavioural agreement ≥ {x}"));
+        }
+        if let Some(x) = self.max_shift_drop {
+            rule.push_str(&format!(
+                ", at most {x} more accuracy lost under the shift than the teacher"
+            ));
         }
         rule
     }
@@ -128,6 +137,7 @@ impl Default for Thresholds {
             min_calibrated: 0.80,
             min_faithfulness: None,
             min_behavioural: None,
+            max_shift_drop: None,
             positions: Positions::Content,
         }
     }

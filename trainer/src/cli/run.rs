@@ -261,6 +261,11 @@ pub struct RunArgs {
     /// tokens over the teacher's own drop) of at least this.
     #[arg(long)]
     pub min_behavioural: Option<f64>,
+    /// With a shifted part (the embedded default's, --shift-data, --shift-by): drop students
+    /// that lose more than this much accuracy there beyond what the teacher loses (a student
+    /// that fails where the teacher holds is no replacement for it); 1 turns the test off.
+    #[arg(long, default_value_t = 0.10)]
+    pub max_shift_drop: f64,
     /// content: cosine over the real tokens; padded: the paper's cosine over every position
     /// of the padded sequence, [CLS]/[SEP] included.
     #[arg(long, default_value = "content")]

@@ -26,12 +26,16 @@ pub fn decide(results: &mut [ModelResult], thresholds: &Thresholds, calibration:
 /// smallest kept student: the one to recommend, since every kept one is good enough.
 fn mark_verdicts(results: &mut [ModelResult], thresholds: &Thresholds) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
+    let teacher_drop = results
+        .iter()
+        .find(|r| r.role == Role::Teacher)
+        .and_then(|t| t.shifted_drop);
     for (i, r) in results.iter_mut().enumerate() {
         if r.role == Role::Teacher {
             r.verdict = Verdict::Teacher;
             continue;
         }
-        let reasons = reasons_to_drop(r, thresholds);
+        let reasons = reasons_to_drop(r, thresholds, teacher_drop);
         if reasons.is_empty() {
             r.verdict = Verdict::Keep;
             if best.is_none_or(|(_, p)| r.params < p) {
@@ -46,7 +50,7 @@ fn mark_verdicts(results: &mut [ModelResult], thresholds: &Thresholds) -> Option
 
 /// Every minimum of the rule that a student misses, in the rule's order, so that its verdict
 /// names all of them at once.
-fn reasons_to_drop(r: &ModelResult, thresholds: &Thresholds) -> Vec<String> {
+fn reasons_to_drop(r: &ModelResult, thresholds: &Thresholds, teacher_drop: Option<f64>) -> Vec<String> {
     let min_accuracy = thresholds.min_accuracy;
     let accuracy = (r.accuracy.is_nan() || r.accuracy < min_accuracy)
         .then(|| format!("accuracy {:.3} < {min_accuracy}", r.accuracy));
@@ -55,6 +59,7 @@ fn reasons_to_drop(r: &ModelResult, thresholds: &Thresholds) -> Vec<String> {
         similarity_reason(r, thresholds),
         faithfulness_reason(r, thresholds),
         behaviour_reason(r, thresholds),
+        shift_reason(r, thresholds, teacher_drop),
     ]
     .into_iter()
     .flatten()
@@ -100,6 +105,19 @@ fn behaviour_reason(r: &ModelResult, thresholds: &Thresholds) -> Option<String> 
         Some(None) => Some("no behavioural agreement (the teacher's top tokens barely matter to it)".into()),
         None => Some("behavioural agreement not measured".into()),
     }
+}
+
+/// A student that loses more accuracy under the shift than the teacher does, by more than
+/// `--max-shift-drop`: it fails where the teacher holds.
+fn shift_reason(r: &ModelResult, thresholds: &Thresholds, teacher_drop: Option<f64>) -> Option<String> {
+    let (max, drop, teacher_drop) = (thresholds.max_shift_drop?, r.shifted_drop?, teacher_drop?);
+    (drop - teacher_drop > max).then(|| {
+        format!(
+            "shifted accuracy {:.3}: {:.3} more lost under the shift than the teacher (> {max})",
+            r.shifted_accuracy.unwrap_or(f64::NAN),
+            drop - teacher_drop
+        )
+    })
 }
 
 /// What the reader must know before any verdict: that the teacher is an unreliable reference,
@@ -211,6 +229,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_student_that_fails_the_shift_where_the_teacher_holds_is_dropped() {
+        let shifted = |name: &str, params: usize, drop: f64| ModelResult {
+            shifted_accuracy: Some(0.95 - drop),
+            shifted_drop: Some(drop),
+            ..result(name, params, 0.95, Some(0.9))
+        };
+        let mut results = vec![
+            shifted("teacher", 1000, 0.01),
+            shifted("big", 500, 0.05),
+            shifted("small", 100, 0.34),
+        ];
+        let thresholds = Thresholds {
+            max_shift_drop: Some(0.10),
+            ..Thresholds::default()
+        };
+        let d = decide(&mut results, &thresholds, None);
+        assert_eq!(d.recommended.as_deref(), Some("big"));
+        let verdict = results[2].verdict.to_string();
+        assert!(
+            verdict.contains("shifted accuracy 0.610: 0.330 more lost under the shift than the teacher (> 0.1)"),
+            "{verdict}"
+        );
+        // Without a shifted part the test does not apply.
+        let d = decide(&mut results, &Thresholds::default(), None);
+        assert_eq!(d.recommended.as_deref(), Some("small"));
+    }
     #[test]
     fn decision_keeps_passing_students_and_recommends_the_smallest() {
         let mut results = vec![

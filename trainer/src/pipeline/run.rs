@@ -267,7 +267,7 @@ fn majority_share(class_counts: &[usize]) -> f64 {
 
 /// The decision rule's thresholds from the run's settings; without a `similarity_mode`,
 /// calibrated similarity when the calibration gives scores, the raw similarity otherwise.
-fn thresholds(args: &RunConfig, calibration: &Calibration) -> Thresholds {
+fn thresholds(args: &RunConfig, calibration: &Calibration, shifted: bool) -> Thresholds {
     let measurable = calibration.not_measurable.is_none();
     Thresholds {
         min_accuracy: args.min_accuracy,
@@ -281,6 +281,7 @@ fn thresholds(args: &RunConfig, calibration: &Calibration) -> Thresholds {
         min_calibrated: args.min_calibrated,
         min_faithfulness: args.min_faithfulness,
         min_behavioural: args.min_behavioural,
+        max_shift_drop: shifted.then_some(args.max_shift_drop),
         positions: args.similarity_positions,
     }
 }
@@ -293,7 +294,7 @@ fn results(
     (calibration, generalisation): (Calibration, Option<Generalisation>),
     stage_seconds: Vec<(String, f64)>,
 ) -> RunResults {
-    let thresholds = thresholds(args, &calibration);
+    let thresholds = thresholds(args, &calibration, !run.prepared.split.shifted.is_empty());
     let decision = decide(&mut models, &thresholds, Some(&calibration));
     let summary = summarise(&models, &thresholds, Some(&calibration), generalisation.as_ref());
     let (data, split) = (&run.prepared.data, &run.prepared.split);

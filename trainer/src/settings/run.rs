@@ -252,6 +252,8 @@ pub struct RunConfig {
     /// Also require behavioural agreement (the student's drop without the teacher's top-k
     /// tokens over the teacher's own drop) of at least this.
     pub min_behavioural: Option<f64>,
+    /// With a shifted part: the most accuracy a student may lose there beyond the teacher's loss.
+    pub max_shift_drop: f64,
     /// content: cosine over the real tokens; padded: the paper's cosine over every position
     /// of the padded sequence, `[CLS]`/`[SEP]` included.
     pub similarity_positions: Positions,
@@ -309,6 +311,7 @@ impl Default for RunConfig {
             min_calibrated: 0.80,
             min_faithfulness: None,
             min_behavioural: None,
+            max_shift_drop: 0.10,
             similarity_positions: Positions::default(),
             erasure: Erasure::default(),
             quiet: false,

@@ -246,6 +246,12 @@ impl RunConfig {
                 format!("--min-faithfulness {x}: a difference of probabilities, from -1 to 1")
             });
         }
+        p.check(finite_in(self.max_shift_drop, 0.0..=1.0), || {
+            format!(
+                "--max-shift-drop {}: a difference of accuracies, from 0 to 1 (0.1 is ten points)",
+                self.max_shift_drop
+            )
+        });
         if let Some(x) = self.min_behavioural {
             p.check(finite_in(x, -10.0..=10.0), || {
                 format!("--min-behavioural {x}: a ratio of probability drops (1: as much as the teacher)")
