@@ -95,7 +95,7 @@ fn reasoning_differently(models: &[ModelResult], thresholds: &Thresholds) -> Opt
     let names: Vec<String> = models
         .iter()
         .filter(|m| m.role == Role::Student && m.accuracy >= thresholds.min_accuracy)
-        .filter(|m| matches!(&m.verdict, Verdict::Drop(reasons) if reasons.iter().any(|r| !r.starts_with("accuracy"))))
+        .filter(|m| matches!(&m.verdict, Verdict::Drop(reasons) if reasons.iter().any(|r| is_similarity_reason(r))))
         .map(|m| {
             let shift = m
                 .shifted_drop
@@ -109,6 +109,13 @@ fn reasoning_differently(models: &[ModelResult], thresholds: &Thresholds) -> Opt
             names.join(", ")
         )
     })
+}
+
+/// A reason to drop that is about the student's reasons, not its accuracy.
+fn is_similarity_reason(reason: &str) -> bool {
+    ["similarity", "calibrated", "no calibrated"]
+        .iter()
+        .any(|p| reason.starts_with(p))
 }
 
 /// What the shifted test showed: the students that lose ten points or more there.
@@ -189,6 +196,16 @@ mod tests {
                 0.3,
                 Verdict::Drop(vec!["similarity 0.300 < 0.8".into()]),
             ),
+            model(
+                "tiny",
+                Role::Student,
+                50,
+                0.94,
+                0.9,
+                Verdict::Drop(vec![
+                    "shifted accuracy 0.600: 0.330 more lost under the shift than the teacher (> 0.1)".into(),
+                ]),
+            ),
         ]
     }
 
@@ -201,12 +218,15 @@ mod tests {
         );
         assert!(lines[0].contains("10.0% of the teacher's"), "{lines:?}");
         assert!(lines[1].contains("minilm (0.300)"), "{lines:?}");
+        // Dropped for the shift alone: not one that reasons differently by the measure.
+        assert!(!lines[1].contains("tiny ("), "{lines:?}");
         assert!(lines.len() <= MAX_LINES);
     }
 
     #[test]
     fn without_a_recommendation_the_one_reason_and_the_reference_are_said() {
         let mut models = run();
+        models.pop();
         for m in &mut models[1..] {
             m.verdict = Verdict::Drop(vec![format!("similarity {:.3} < 0.8", m.similarity_mean.unwrap())]);
         }
