@@ -16,8 +16,10 @@ const PERMUTATIONS: usize = 20;
 /// The explanations the calibration compares, each one row per explained text.
 pub struct CalibrationInputs<'a> {
     pub teacher: &'a [TextAttribution],
-    /// One set per retrained copy, with its seed and test accuracy.
+    /// One set per retrained copy kept, with its seed and test accuracy.
     pub references: Vec<(u64, f64, &'a [TextAttribution])>,
+    /// The copies trained but left out (not as good as the teacher), each with why.
+    pub left_out: &'a [String],
     pub untrained: &'a [TextAttribution],
     /// The share of the most common class in the data: what always predicting it scores (on
     /// balanced data, chance).
@@ -71,7 +73,7 @@ pub fn calibrate(
     let floor_permuted = agreements(&texts.permuted, seed);
     let floor = floor_untrained.cosine.mean.max(floor_permuted.cosine.mean);
 
-    let not_measurable = not_measurable(ceiling.as_ref(), &floor_untrained, &floor_permuted);
+    let not_measurable = not_measurable(ceiling.as_ref(), inputs.left_out, &floor_untrained, &floor_permuted);
     if not_measurable.is_none() {
         fill_calibrated_scores(results, students, &against, &per_text, seed)?;
     }
@@ -93,17 +95,30 @@ pub fn calibrate(
         floor,
         teacher_warnings,
         ceiling_warnings,
-        copies_tried: inputs.references.len(),
-        copies_left_out: Vec::new(),
+        copies_tried: inputs.references.len() + inputs.left_out.len(),
+        copies_left_out: inputs.left_out.to_vec(),
         not_measurable,
     })
 }
 
-/// Why calibrated scores cannot be given: without a ceiling, or when the ceiling's 95%
-/// interval reaches the higher floor's, a score between them would divide by noise.
-fn not_measurable(ceiling: Option<&Agreements>, untrained: &Agreements, permuted: &Agreements) -> Option<String> {
+/// Why calibrated scores cannot be given: without a ceiling (no copies, or none as good as
+/// the teacher), or when the ceiling's 95% interval reaches the higher floor's, a score
+/// between them would divide by noise.
+fn not_measurable(
+    ceiling: Option<&Agreements>,
+    left_out: &[String],
+    untrained: &Agreements,
+    permuted: &Agreements,
+) -> Option<String> {
     let Some(ceiling) = ceiling else {
-        return Some("no retrained copies of the teacher, so no ceiling (--reference-seeds 0)".to_string());
+        return Some(if left_out.is_empty() {
+            "no retrained copies of the teacher, so no ceiling (--reference-seeds 0)".to_string()
+        } else {
+            format!(
+                "none of the {} retrained copies is as good as the teacher (within --copy-tolerance; see the copies left out)",
+                left_out.len()
+            )
+        });
     };
     let floor = if untrained.cosine.mean >= permuted.cosine.mean {
         untrained
@@ -320,6 +335,7 @@ mod tests {
             teacher: &teacher,
             references: vec![(101, 0.9, &other)],
             untrained: &other,
+            left_out: &[],
             majority_share: 0.5,
         };
         let c = calibrate(&mut results, &[&student], &inputs, 2, Positions::Content, 7).unwrap();
@@ -334,6 +350,25 @@ mod tests {
         let c = calibrate(&mut results, &[&student], &inputs, 2, Positions::Content, 7).unwrap();
         assert_eq!(c.not_measurable, None);
         assert!(results[1].calibrated_mean.is_some());
+        // Every copy left out as not as good as the teacher: no ceiling, and that is why.
+        let left_out = [
+            "reference_1 (seed 108): validation score 0.8".to_string(),
+            "reference_2".to_string(),
+        ];
+        let inputs = CalibrationInputs {
+            references: vec![],
+            left_out: &left_out,
+            ..inputs
+        };
+        let mut results = vec![results[0].clone(), ModelResult::default()];
+        let c = calibrate(&mut results, &[&student], &inputs, 2, Positions::Content, 7).unwrap();
+        assert_eq!((c.copies_tried, c.copies_left_out.len()), (2, 2));
+        let why = c.not_measurable.expect("not measurable");
+        assert!(
+            why.starts_with("none of the 2 retrained copies is as good as the teacher"),
+            "{why}"
+        );
+        assert_eq!(results[1].calibrated_mean, None);
     }
 
     #[test]

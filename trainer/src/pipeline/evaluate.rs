@@ -78,7 +78,7 @@ pub fn evaluate(
 }
 
 /// A model's accuracy on some texts.
-fn accuracy_on(model: &astrid::EncoderClassifier, texts: &Encoded, num_labels: usize) -> anyhow::Result<f64> {
+pub fn accuracy_on(model: &astrid::EncoderClassifier, texts: &Encoded, num_labels: usize) -> anyhow::Result<f64> {
     let predicted: Vec<usize> = predict_logits(model, &texts.ids, 64)?
         .iter()
         .map(|l| argmax(l))

@@ -414,6 +414,7 @@ mod tests {
             err.contains("no column 'year' for the shifted part (--shift-by)"),
             "{err}"
         );
+        std::fs::remove_dir_all(path.parent().expect("the fixture's directory")).expect("cleanup");
     }
 
     #[test]
@@ -431,5 +432,8 @@ mod tests {
         std::fs::write(&other, "text,label,term\na,won,1\nb,drawn,2\n").unwrap();
         let err = format!("{:#}", load_data(&args, &BTreeMap::new()).err().expect("refused"));
         assert!(err.contains("--shift-data") && err.contains("\"drawn\""), "{err}");
+        for path in [&main, &other] {
+            std::fs::remove_dir_all(path.parent().expect("the fixture's directory")).expect("cleanup");
+        }
     }
 }

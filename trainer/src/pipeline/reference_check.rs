@@ -130,6 +130,7 @@ mod tests {
             teacher: &[],
             references: vec![],
             untrained: &[],
+            left_out: &[],
             majority_share,
         };
         // Every model at 0.500 on balanced data.
@@ -158,6 +159,7 @@ mod tests {
             teacher: &[],
             references: vec![(108, 0.78, &[]), (109, 0.93, &[])],
             untrained: &[],
+            left_out: &[],
             majority_share: 0.5,
         };
         let warnings = check_copies(&results, &inputs);

@@ -198,29 +198,9 @@ fn explain_all(
     })
 }
 
-/// Each student's attributions against the teacher's, and the calibration they are read by.
+/// Each student's attributions against the teacher's, and the calibration they are read by
+/// (against the copies kept as equally good).
 fn measure(
-    args: &RunConfig,
-    run: &OpenRun,
-    encoded: &EncodedSplits,
-    models: &mut [ModelResult],
-    explained: &Explained,
-    (references, reference_accuracy): (&References, &[f64]),
-) -> anyhow::Result<Calibration> {
-    let mut calibration = calibrate_against(args, run, encoded, models, explained, (references, reference_accuracy))?;
-    calibration.copies_tried = references.tried;
-    calibration.copies_left_out = references.left_out.clone();
-    if references.copies.is_empty() && references.tried > 0 {
-        calibration.not_measurable = Some(format!(
-            "none of the {} retrained copies is as good as the teacher (within --copy-tolerance {})",
-            references.tried, args.copy_tolerance
-        ));
-    }
-    Ok(calibration)
-}
-
-/// Compares every student with the teacher, and calibrates against the kept copies.
-fn calibrate_against(
     args: &RunConfig,
     run: &OpenRun,
     encoded: &EncodedSplits,
@@ -251,6 +231,7 @@ fn calibrate_against(
                 .map(|((&seed, &accuracy), rows)| (seed, accuracy, rows.as_slice()))
                 .collect(),
             untrained: &explained.untrained,
+            left_out: &references.left_out,
             majority_share: majority_share(&run.prepared.data.class_counts()),
         },
         args.top_k,

@@ -175,8 +175,6 @@ pub struct References {
     pub copies: Vec<TrainedModel>,
     /// Their seeds, in that order.
     pub seeds: Vec<u64>,
-    /// How many copies were trained to find them.
-    pub tried: usize,
     /// Why each copy left out was left out.
     pub left_out: Vec<String>,
     /// A model of the teacher's shape as initialised, never trained.
@@ -228,17 +226,14 @@ pub fn train_references(run: &TrainingRun, teacher: &TrainedModel) -> anyhow::Re
         let Some(shifted) = encoded.shifted.as_ref() else {
             return Ok(None);
         };
-        let results = crate::pipeline::evaluate::evaluate(std::slice::from_ref(model), shifted, None, classes)?;
-        Ok(results.first().map(|r| r.accuracy))
+        crate::pipeline::evaluate::accuracy_on(&model.model, shifted, classes).map(Some)
     };
     let teacher_measures = (teacher.state.best_accuracy, shifted_accuracy(teacher)?);
     let budget = args.reference_seeds + args.extra_reference_seeds;
-    let mut tried = 0;
     for copy in 1..=budget {
         if copies.len() == args.reference_seeds {
             break;
         }
-        tried += 1;
         let seed = reference_seed(args.data.seed, copy);
         let name = format!("reference_{copy}");
         let (initial, starts_from) = initial_model(run, &teacher_role, seed, config.clone(), None)?;
@@ -277,7 +272,6 @@ pub fn train_references(run: &TrainingRun, teacher: &TrainedModel) -> anyhow::Re
     Ok(References {
         copies,
         seeds,
-        tried,
         left_out,
         untrained,
     })
